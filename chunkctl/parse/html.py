@@ -1,0 +1,105 @@
+"""HTML with selectolax (Lexbor): block elements in document order become elements; tables
+become ``a | b`` rows with the header row first; scripts, styles and navigation are dropped."""
+from __future__ import annotations
+
+import re
+
+from chunkctl.parse.blocks import BlockBuilder, Parsed, table_text
+from chunkctl.parse.text import detect_encoding
+
+_DROP = {"script", "style", "noscript", "template", "svg", "head", "nav", "iframe", "button", "form"}
+_HEADINGS = {f"h{i}": i for i in range(1, 7)}
+_LEAF_BLOCKS = {"p": "paragraph", "li": "list", "dt": "list", "dd": "list", "pre": "code",
+                "blockquote": "paragraph", "figcaption": "paragraph", "caption": "paragraph",
+                "address": "paragraph"}
+_CONTAINERS = {"html", "body", "div", "section", "article", "main", "header", "footer", "aside",
+               "ul", "ol", "dl", "figure", "details", "summary", "center", "span", "font", "td", "th"}
+_BLOCK_TAGS = set(_HEADINGS) | set(_LEAF_BLOCKS) | {"table", "div", "section", "article", "ul", "ol",
+                                                   "dl", "main", "header", "footer", "aside", "figure"}
+
+
+_WS = re.compile(r"\s+")
+_BR = "\x00"  # survives whitespace collapsing, then becomes a line break
+
+
+def _inline(node, parts: list[str]) -> None:
+    for child in node.iter(include_text=True):
+        if child.tag == "-text":
+            parts.append(child.text_content or "")
+        elif child.tag == "br":
+            parts.append(_BR)
+        elif child.tag not in _DROP and child.tag != "-comment":
+            _inline(child, parts)
+
+
+def collapse(raw: str) -> str:
+    """HTML whitespace rules: runs of white space are one space; <br> is a line break."""
+    text = _WS.sub(" ", raw).replace(f" {_BR}", _BR).replace(f"{_BR} ", _BR)
+    return text.replace(_BR, "\n").strip()
+
+
+def inline_text(node) -> str:
+    parts: list[str] = []
+    _inline(node, parts)
+    return collapse("".join(parts))
+
+
+def _has_block_child(node) -> bool:
+    return any(child.tag in _BLOCK_TAGS for child in node.iter())
+
+
+def _table_rows(table) -> list[list[str]]:
+    return [[inline_text(cell) for cell in row.css("th, td")] for row in table.css("tr")]
+
+
+def parse_html(data: bytes) -> Parsed:
+    from selectolax.lexbor import LexborHTMLParser
+
+    tree = LexborHTMLParser(data.decode(detect_encoding(data[:1 << 20]), errors="replace"))
+    out = BlockBuilder()
+    inline: list[str] = []
+
+    def flush() -> None:
+        if inline:
+            out.add("paragraph", collapse("".join(inline)))
+            inline.clear()
+
+    def walk(node) -> None:
+        for child in node.iter(include_text=True):
+            tag = child.tag
+            if tag == "-text":
+                inline.append(child.text_content or "")
+            elif tag in _DROP or tag == "-comment":
+                continue
+            elif tag in _HEADINGS:
+                flush()
+                out.heading(inline_text(child), _HEADINGS[tag])
+            elif tag == "table":
+                flush()
+                body, header_len = table_text(_table_rows(child))
+                out.add("table", body, header_len=header_len)
+            elif tag == "pre":
+                flush()
+                out.add("code", child.text(deep=True).strip("\n"))
+            elif tag in _LEAF_BLOCKS and not _has_block_child(child):
+                flush()
+                out.add(_LEAF_BLOCKS[tag], inline_text(child))
+            elif tag in _LEAF_BLOCKS or tag in _CONTAINERS or tag in _BLOCK_TAGS:
+                if tag in _BLOCK_TAGS or tag in _LEAF_BLOCKS:
+                    flush()
+                walk(child)
+                if tag in _BLOCK_TAGS or tag in _LEAF_BLOCKS:
+                    flush()
+            elif tag == "br":
+                inline.append(_BR)
+            else:  # inline element: a, b, em, code, ...
+                _inline(child, inline)
+        return None
+
+    root = tree.body or tree.root
+    if root is not None:
+        walk(root)
+    flush()
+    title = tree.css_first("title")
+    meta = {"title": collapse(title.text())} if title is not None and title.text().strip() else {}
+    return out.build(meta)

@@ -1,0 +1,102 @@
+"""Plain text: encoding detection, binary sniffing, and a streamed reader for very large files."""
+from __future__ import annotations
+
+import codecs
+import re
+import unicodedata
+from pathlib import Path
+from typing import Iterator
+
+from chunkctl.parse.blocks import Parsed, normalize
+from chunkctl.types import Element, RejectError
+
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"),
+)
+_PARAGRAPH = re.compile(r"\n[ \t]*\n")
+_ALLOWED_CONTROL = set("\t\n\r\f\v")
+
+
+def detect_encoding(sample: bytes) -> str:
+    """The encoding of a text sample, or RejectError if the bytes are not text."""
+    for bom, enc in _BOMS:
+        if sample.startswith(bom):
+            return enc
+    try:
+        sample.decode("utf-8")
+        return "utf-8"
+    except UnicodeDecodeError as err:
+        if err.start >= len(sample) - 3:  # a multi-byte character cut by the sample's end
+            return "utf-8"
+    if b"\x00" in sample:
+        raise RejectError("parse", "binary content (NUL bytes) in a text file")
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(sample).best()
+    if best is None:
+        raise RejectError("parse", "binary content: no text encoding fits these bytes")
+    return best.encoding
+
+
+def check_textual(text: str, path_hint: str = "") -> None:
+    sample = text[:65536]
+    if not sample:
+        return
+    bad = sum(1 for ch in sample if unicodedata.category(ch) == "Cc" and ch not in _ALLOWED_CONTROL)
+    if bad / len(sample) > 0.01 or "\ufffd" * 8 in sample:
+        raise RejectError("parse", f"binary content: {bad} control characters in the first {len(sample)}")
+
+
+def paragraphs(text: str, base: int = 0) -> list[Element]:
+    out, start = [], 0
+    for m in _PARAGRAPH.finditer(text):
+        if text[start:m.start()].strip():
+            out.append(Element("paragraph", base + start, base + m.start()))
+        start = m.end()
+    if text[start:].strip():
+        out.append(Element("paragraph", base + start, base + len(text.rstrip())))
+    return out
+
+
+def parse_text(data: bytes) -> Parsed:
+    encoding = detect_encoding(data[:1 << 20])
+    text = normalize(data.decode(encoding, errors="replace"))
+    check_textual(text)
+    return Parsed(text, paragraphs(text), [], {"encoding": encoding})
+
+
+def stream_text_blocks(path: Path, block_chars: int = 4 << 20) -> Iterator[tuple[str, str]]:
+    """Yield (encoding, block) for a large text file: normalised text in blocks of about
+    ``block_chars``, each cut after a blank line (or a line end) so blocks chunk independently.
+    Memory stays bounded by the block size whatever the file size."""
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 20)
+        encoding = detect_encoding(head)
+        decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
+        pending = ""
+        first = True
+        data = head
+        while True:
+            chunk = decoder.decode(data, final=not data)
+            if first:
+                check_textual(chunk)
+                first = False
+            pending += chunk
+            # keep a trailing CR: it may pair with an LF in the next read
+            hold = pending.endswith("\r") and bool(data)
+            body, pending = (pending[:-1], "\r") if hold else (pending, "")
+            buf = normalize(body)  # idempotent, so text carried over is safe to normalise again
+            while len(buf) >= block_chars:
+                cut = buf.rfind("\n\n", 0, block_chars)
+                if cut < block_chars // 2:
+                    cut = buf.rfind("\n", 0, block_chars)
+                cut = cut + 1 if cut > 0 else block_chars
+                yield encoding, buf[:cut]
+                buf = buf[cut:]
+            pending = buf + pending
+            if not data:
+                break
+            data = fh.read(1 << 20)
+        if pending:
+            yield encoding, normalize(pending)

@@ -1,0 +1,246 @@
+"""Ingest: walk -> read -> parse -> chunk -> store, one transaction per document.
+
+Stages are plain functions; ``ingest`` composes them and keeps the books. Unchanged bytes
+(sha256) for strategies already stored are skipped; a changed document replaces all of its
+chunks (other strategies' offsets would point into the old text); ``prune`` removes documents
+whose files disappeared. Every unusable input becomes a Reject and the run goes on.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from chunkctl.chunkers import Chunker, ChunkContext, ChunkerError, chunk_document
+from chunkctl.parse import MIME, kind_of, parse_bytes
+from chunkctl.store import Store
+from chunkctl.types import Document, Reject, RejectError
+from chunkctl.walk import Found, walk
+
+STREAM_THRESHOLD = 64 << 20  # text files above this are read, chunked and stored block by block
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    chunkers: Sequence[Chunker]
+    include: Sequence[str] = ()
+    exclude: Sequence[str] = ()
+    force: bool = False
+    prune: bool = False
+    pdf_backend: str = "pdfium"
+    stream_threshold: int = STREAM_THRESHOLD
+
+
+@dataclass
+class IngestResult:
+    run_id: str
+    seen: int = 0
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    pruned: int = 0
+    chunks: Counter = field(default_factory=Counter)  # strategy_id -> chunks written
+    rejects: list[Reject] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def wrote_anything(self) -> bool:
+        return bool(self.new or self.updated or self.pruned or self.rejects or sum(self.chunks.values()))
+
+    def as_dict(self) -> dict:
+        return {
+            "run_id": self.run_id, "seen": self.seen, "new": self.new, "updated": self.updated,
+            "unchanged": self.unchanged, "pruned": self.pruned, "rejected": len(self.rejects),
+            "chunks_written": dict(self.chunks), "seconds": round(self.seconds, 3),
+            "rejects": [{"path": r.path, "stage": r.stage, "reason": r.reason} for r in self.rejects],
+        }
+
+
+def doc_id_for(path: str | Path) -> str:
+    """Stable across edits of the file: derived from its absolute path."""
+    return hashlib.blake2b(os.path.abspath(path).encode(), digest_size=8).hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_document(path: Path, data: bytes, sha256: str, pdf_backend: str = "pdfium") -> Document:
+    """Parse one file's bytes into a Document (RejectError for anything unusable)."""
+    kind = kind_of(path)
+    try:
+        parsed = parse_bytes(data, kind, path.suffix.lower(), pdf_backend)
+    except RejectError:
+        raise
+    except Exception as err:  # a parser bug or an exotic broken file: a reject, not a crash
+        raise RejectError("parse", f"{kind} parser failed: {type(err).__name__}: {err}") from None
+    meta = dict(parsed.metadata)
+    meta["parser"] = meta.get("parser", kind)
+    if parsed.pages:
+        meta["page_spans"] = [[p.number, p.start, p.end] for p in parsed.pages]
+    return Document(doc_id_for(path), str(path), sha256, MIME[kind], parsed.text,
+                    parsed.elements, parsed.pages, meta)
+
+
+def chunk_all(doc: Document, chunkers: Sequence[Chunker], ctx: ChunkContext, base: int = 0,
+              first_seq: dict[str, int] | None = None):
+    out = {}
+    for ch in chunkers:
+        try:
+            out[ch.strategy_id] = chunk_document(doc, ch, ctx, base=base,
+                                                 first_seq=(first_seq or {}).get(ch.strategy_id, 0))
+        except (ChunkerError, RejectError) as err:
+            raise RejectError("chunk", f"{ch.spec}: {err}") from None
+        except Exception as err:
+            raise RejectError("chunk", f"{ch.spec} failed: {type(err).__name__}: {err}") from None
+    return out
+
+
+class _Run:
+    """The books of one ingest: the run row is written lazily, so a run that changes nothing
+    writes nothing at all."""
+
+    def __init__(self, store: Store, command: str):
+        self.store, self.command = store, command
+        self.result = IngestResult(run_id=uuid.uuid4().hex[:12])
+        self.started = False
+
+    def ensure_started(self) -> None:
+        if not self.started:
+            self.store.start_run(self.result.run_id, self.command)
+            self.started = True
+
+    def reject(self, rej: Reject) -> None:
+        self.ensure_started()
+        self.result.rejects.append(rej)
+        self.store.put_rejects(self.result.run_id, [rej])
+
+
+def ingest(store: Store, paths: Sequence[str | Path], options: IngestOptions, command: str = "ingest",
+           on_file: Callable[[str, str], None] | None = None) -> IngestResult:
+    """Ingest files and folders into ``store``. ``on_file(path, status)`` reports progress."""
+    t0 = time.perf_counter()
+    run = _Run(store, command)
+    res = run.result
+    ctx = ChunkContext()
+    seen_ids: set[str] = set()
+    for ch in options.chunkers:
+        store.put_strategy(ch.strategy_id, ch.name, ch.params())  # writes only a new strategy
+    for item in walk(paths, options.include, options.exclude):
+        if isinstance(item, Reject):
+            run.reject(item)
+            on_file and on_file(item.path, "rejected")
+            continue
+        res.seen += 1
+        seen_ids.add(doc_id_for(item.path))
+        try:
+            status = _ingest_file(store, run, item, options, ctx)
+        except RejectError as err:
+            run.reject(Reject(str(item.path), err.stage, err.reason))
+            status = "rejected"
+        finally:
+            ctx.forget()
+        on_file and on_file(str(item.path), status)
+    if options.prune:
+        roots = [os.path.abspath(p) for p in paths]
+        for doc_id, path in store.documents_under(roots):
+            if doc_id not in seen_ids and not os.path.exists(path):
+                run.ensure_started()
+                with store.transaction():
+                    store.delete_document(doc_id)
+                res.pruned += 1
+                on_file and on_file(path, "pruned")
+    res.seconds = time.perf_counter() - t0
+    if res.wrote_anything:
+        run.ensure_started()
+        store.finish_run(res.run_id, res.as_dict())
+    return res
+
+
+def _ingest_file(store: Store, run: _Run, item: Found, options: IngestOptions, ctx: ChunkContext) -> str:
+    path = item.path
+    kind = kind_of(path)  # unsupported types are rejected before reading a byte
+    if item.size == 0:
+        raise RejectError("read", "empty file (0 bytes)")
+    streamed = kind == "text" and item.size > options.stream_threshold
+    try:
+        data = None if streamed else path.read_bytes()
+        sha = file_sha256(path) if streamed else hashlib.sha256(data).hexdigest()
+    except OSError as err:
+        raise RejectError("read", f"cannot read: {err.strerror or err}") from None
+    doc_id = doc_id_for(path)
+    stored_sha, done = store.document_state(doc_id)
+    wanted = {ch.strategy_id for ch in options.chunkers}
+    same = stored_sha == sha and not options.force
+    todo = [ch for ch in options.chunkers if not (same and ch.strategy_id in done)]
+    if not todo:
+        run.result.unchanged += 1
+        return "unchanged"
+    if streamed:
+        _ingest_streamed(store, run, path, doc_id, sha, todo, ctx, keep_others=same)
+    else:
+        doc = load_document(path, data, sha, options.pdf_backend)
+        chunks = chunk_all(doc, todo, ctx)
+        run.ensure_started()
+        with store.transaction():
+            if not same:
+                store.put_document(doc_id, str(path), sha, doc.mime, doc.text, doc.metadata)
+                store.drop_document_chunks(doc_id)
+            else:
+                store.drop_document_chunks(doc_id, [ch.strategy_id for ch in todo])
+            for ch in todo:
+                store.put_chunks(chunks[ch.strategy_id])
+                store.mark_done(doc_id, ch.strategy_id, sha, len(chunks[ch.strategy_id]))
+        for sid, cs in chunks.items():
+            run.result.chunks[sid] += len(cs)
+    if stored_sha is None:
+        run.result.new += 1
+        return "new"
+    run.result.updated += 1
+    return "updated" if stored_sha != sha or options.force else f"added {len(todo)}/{len(wanted)} strategies"
+
+
+def _ingest_streamed(store: Store, run: _Run, path: Path, doc_id: str, sha: str,
+                     chunkers: Sequence[Chunker], ctx: ChunkContext, keep_others: bool) -> None:
+    """A very large text file: blocks are decoded, chunked and written one at a time, and the
+    normalised text goes to a temporary UTF-8 file that DuckDB reads into the documents row."""
+    from chunkctl.parse.text import paragraphs, stream_text_blocks
+
+    run.ensure_started()
+    base = 0
+    seq: dict[str, int] = {ch.strategy_id: 0 for ch in chunkers}
+    encoding = "utf-8"
+    tmp_dir = os.path.dirname(os.path.abspath(store.path)) or None
+    with tempfile.NamedTemporaryFile("w", encoding="utf-8", suffix=".txt", dir=tmp_dir,
+                                     prefix=".chunkctl-", delete=False, newline="") as tmp:
+        tmp_name = tmp.name
+    try:
+        with store.transaction():
+            store.drop_document_chunks(doc_id, list(seq) if keep_others else None)
+            with open(tmp_name, "w", encoding="utf-8", newline="") as out:
+                for encoding, block in stream_text_blocks(path):
+                    out.write(block)
+                    doc = Document(doc_id, str(path), sha, "text/plain", block, paragraphs(block))
+                    for sid, cs in chunk_all(doc, chunkers, ctx, base=base, first_seq=seq).items():
+                        store.put_chunks(cs)
+                        seq[sid] += len(cs)
+                        run.result.chunks[sid] += len(cs)
+                    ctx.forget()
+                    base += len(block)
+            store.put_document(doc_id, str(path), sha, "text/plain", None,
+                               {"parser": "text", "encoding": encoding, "streamed": True},
+                               text_file=tmp_name, n_chars=base)
+            for ch in chunkers:
+                store.mark_done(doc_id, ch.strategy_id, sha, seq[ch.strategy_id])
+    finally:
+        os.unlink(tmp_name)

@@ -1,0 +1,172 @@
+"""What every chunker shares: the Span it proposes, the context it is handed, the registry,
+the ``name:key=value`` spec syntax, strategy ids, and the one helper that turns spans into Chunks.
+
+A chunker is a frozen dataclass of its parameters. It proposes spans over ``doc.text`` and never
+builds text itself: ``build_chunks`` slices the source, so ``doc.text[char_start:char_end] == text``
+holds by construction, and it rejects any span that is out of range, empty, or out of order.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import typing
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Iterable, NamedTuple
+
+from chunkctl.tokens import TokenIndex, get_tokenizer
+from chunkctl.types import Chunk, Document
+
+
+class Span(NamedTuple):
+    start: int
+    end: int
+    n_tokens: int
+    metadata: dict[str, Any] | None = None
+
+
+class ChunkerError(Exception):
+    """A chunker produced spans that break the offsets contract (a bug, reported as a reject)."""
+
+
+@dataclass
+class ChunkContext:
+    """Dependencies handed to chunkers at call time. Tokenizations are cached per (text, tokenizer)
+    so several strategies over one document tokenize it once."""
+
+    _indexes: dict[tuple[int, str], TokenIndex] = field(default_factory=dict)
+
+    def tokens(self, text: str, tokenizer: str) -> TokenIndex:
+        key = (id(text), tokenizer)
+        idx = self._indexes.get(key)
+        if idx is None or idx.text is not text:
+            idx = TokenIndex(text, get_tokenizer(tokenizer))
+            self._indexes[key] = idx
+        return idx
+
+    def forget(self) -> None:
+        self._indexes.clear()
+
+
+@dataclass(frozen=True)
+class Chunker:
+    name: ClassVar[str] = ""
+
+    def split(self, doc: Document, ctx: ChunkContext) -> Iterable[Span]:
+        raise NotImplementedError
+
+    def params(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def strategy_id(self) -> str:
+        """name + hash of the canonical parameters: stable, and different for any change."""
+        canon = json.dumps(self.params(), sort_keys=True, separators=(",", ":"))
+        return f"{self.name}-{hashlib.sha1(canon.encode()).hexdigest()[:8]}"
+
+    @property
+    def spec(self) -> str:
+        defaults = type(self)()
+        changed = [f"{k}={v}" for k, v in self.params().items() if getattr(defaults, k) != v]
+        return self.name + (":" + ",".join(changed) if changed else "")
+
+
+REGISTRY: dict[str, type[Chunker]] = {}
+
+
+def register(cls: type[Chunker]) -> type[Chunker]:
+    REGISTRY[cls.name] = cls
+    return cls
+
+
+def _coerce(raw: str, typ: Any, key: str) -> Any:
+    """Convert a spec value by the dataclass field's declared type (never by guessing)."""
+    origin = typing.get_origin(typ)
+    if origin is typing.Literal:
+        if raw not in typing.get_args(typ):
+            raise ValueError(f"{key} must be one of {', '.join(typing.get_args(typ))}, not {raw!r}")
+        return raw
+    if typ is bool:
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"{key} must be true or false, not {raw!r}")
+    if typ in (int, float):
+        try:
+            return typ(raw)
+        except ValueError:
+            raise ValueError(f"{key} must be {'an integer' if typ is int else 'a number'}, not {raw!r}") from None
+    return raw
+
+
+def parse_spec(spec: str) -> Chunker:
+    """``name`` or ``name:key=value,key=value`` -> a chunker instance (ValueError if invalid)."""
+    name, _, rest = spec.strip().partition(":")
+    cls = REGISTRY.get(name)
+    if cls is None:
+        raise ValueError(f"unknown chunker {name!r}; known: {', '.join(sorted(REGISTRY))}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for item in filter(None, (p.strip() for p in rest.split(","))):
+        key, eq, raw = item.partition("=")
+        if not eq:
+            raise ValueError(f"{spec!r}: expected key=value, got {item!r}")
+        if key not in fields:
+            raise ValueError(f"{name} has no parameter {key!r}; it has {', '.join(sorted(fields))}")
+        kwargs[key] = _coerce(raw, hints[key], key)
+    return cls(**kwargs)
+
+
+def describe(cls: type[Chunker]) -> tuple[str, str, list[tuple[str, str, Any]]]:
+    """(name, one-line doc, [(param, type, default)]) for ``chunkctl chunkers``."""
+    hints = typing.get_type_hints(cls)
+    params = []
+    for f in dataclasses.fields(cls):
+        typ = hints[f.name]
+        tname = "|".join(typing.get_args(typ)) if typing.get_origin(typ) is typing.Literal else typ.__name__
+        params.append((f.name, tname, f.default))
+    first_paragraph = " ".join((cls.__doc__ or "").strip().split("\n\n")[0].split())
+    return cls.name, first_paragraph, params
+
+
+def chunk_id(doc_id: str, strategy_id: str, start: int, end: int) -> str:
+    return hashlib.blake2b(f"{doc_id}\0{strategy_id}\0{start}\0{end}".encode(), digest_size=8).hexdigest()
+
+
+def build_chunks(doc: Document, chunker: Chunker, spans: Iterable[Span], base: int = 0,
+                 first_seq: int = 0) -> list[Chunk]:
+    """The only place a Chunk is made. ``base`` shifts spans of a block of a streamed document to
+    document offsets. Spans must be non-empty, inside the text, and start in non-decreasing order."""
+    text, sid = doc.text, chunker.strategy_id
+    out: list[Chunk] = []
+    last_start = -1
+    for sp in spans:
+        s, e = sp.start, sp.end
+        if not (0 <= s < e <= len(text)):
+            raise ChunkerError(f"{chunker.name}: span [{s}, {e}) outside text of length {len(text)}")
+        if s < last_start:
+            raise ChunkerError(f"{chunker.name}: span [{s}, {e}) starts before the previous one ({last_start})")
+        last_start = s
+        gs, ge = base + s, base + e
+        out.append(Chunk(
+            chunk_id=chunk_id(doc.doc_id, sid, gs, ge),
+            doc_id=doc.doc_id,
+            strategy_id=sid,
+            seq=first_seq + len(out),
+            char_start=gs,
+            char_end=ge,
+            text=text[s:e],
+            n_tokens=sp.n_tokens,
+            page_start=doc.page_at(s),
+            page_end=doc.page_at(e - 1),
+            heading_path=doc.heading_path_at(s),
+            metadata=sp.metadata or {},
+        ))
+    return out
+
+
+def chunk_document(doc: Document, chunker: Chunker, ctx: ChunkContext, base: int = 0,
+                   first_seq: int = 0) -> list[Chunk]:
+    return build_chunks(doc, chunker, chunker.split(doc, ctx), base=base, first_seq=first_seq)

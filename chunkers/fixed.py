@@ -1,0 +1,35 @@
+"""``fixed``: plain token windows."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from chunkctl.chunkers.base import Chunker, ChunkContext, Span, register
+from chunkctl.types import Document
+
+
+@register
+@dataclass(frozen=True)
+class Fixed(Chunker):
+    """Windows of `size` tokens; each starts `size - overlap` tokens after the previous one.
+
+    Windows are cut at token boundaries of the document's one tokenization, so a window may end
+    inside a word (as every token-window chunker does); `recursive` avoids that.
+    """
+
+    name = "fixed"
+    size: int = 512
+    overlap: int = 0
+    tokenizer: str = "minilm"
+
+    def __post_init__(self):
+        if self.size < 1 or not 0 <= self.overlap < self.size:
+            raise ValueError("fixed: need size >= 1 and 0 <= overlap < size")
+
+    def split(self, doc: Document, ctx: ChunkContext):
+        idx = ctx.tokens(doc.text, self.tokenizer)
+        n, step = idx.total, self.size - self.overlap
+        for first in range(0, n, step):
+            last = min(first + self.size, n) - 1
+            yield Span(idx.token_span(first)[0], idx.token_span(last)[1], last - first + 1)
+            if last == n - 1:
+                break

@@ -1,0 +1,155 @@
+"""`chunkctl ingest` and `chunkctl chunk`."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from chunkctl.cli.options import Chunkers, Db, Json, PdfBackend, Quiet
+from chunkctl.cli.render import OK, PARTIAL, USAGE, chunkers_from, err, fail, out, print_json
+
+
+def ingest_cmd(
+    paths: Annotated[list[Path], typer.Argument(help="Files and folders (walked recursively).")],
+    db: Db = "chunkctl.duckdb",
+    chunker: Chunkers = None,
+    include: Annotated[Optional[list[str]], typer.Option(
+        "--include", envvar="CHUNKCTL_INCLUDE", metavar="GLOB",
+        help="Only files matching this glob (path relative to the folder, or file name). Repeatable.")] = None,
+    exclude: Annotated[Optional[list[str]], typer.Option(
+        "--exclude", envvar="CHUNKCTL_EXCLUDE", metavar="GLOB", help="Skip files matching this glob. Repeatable.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Re-parse and re-chunk even unchanged files.")] = False,
+    prune: Annotated[bool, typer.Option("--prune", help="Remove stored documents whose files are gone.")] = False,
+    pdf_backend: PdfBackend = "pdfium",
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="One line per file on stderr.")] = False,
+    quiet: Quiet = False,
+    json_out: Json = False,
+) -> None:
+    """Parse, chunk and store documents; unchanged files are skipped (sha256 of their bytes).
+
+    Exit code 0 when every input was ingested, 3 when some were rejected (see the `rejects` table).
+    """
+    from chunkctl.parse import PDF_BACKENDS
+    from chunkctl.pipeline import IngestOptions, ingest
+    from chunkctl.store import Store
+
+    if pdf_backend not in PDF_BACKENDS:
+        fail(f"--pdf-backend must be one of {', '.join(PDF_BACKENDS)}", USAGE)
+    options = IngestOptions(chunkers_from(chunker), include=include or (), exclude=exclude or (),
+                            force=force, prune=prune, pdf_backend=pdf_backend)
+    try:
+        store = Store(db)
+    except Exception as e:  # locked by another process, not a DuckDB file, ...
+        fail(f"cannot open store {db}: {e}")
+    command = "ingest " + " ".join(sys.argv[2:]) if len(sys.argv) > 1 else "ingest"
+    with store, _progress(quiet or json_out, verbose) as on_file:
+        result = ingest(store, [str(p) for p in paths], options, command=command, on_file=on_file)
+    if json_out:
+        print_json(result.as_dict())
+    elif not quiet:
+        _summary(result, db)
+    raise typer.Exit(PARTIAL if result.rejects else OK)
+
+
+class _progress:
+    """A rich spinner with counts while ingesting (on a terminal), or a line per file with -v."""
+
+    def __init__(self, silent: bool, verbose: bool):
+        self.silent, self.verbose = silent, verbose
+        self.progress = None
+        self.counts: dict[str, int] = {}
+
+    def __enter__(self):
+        if not self.silent and not self.verbose and err.is_terminal:
+            from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+            self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                                     console=err, transient=True)
+            self.progress.start()
+            self.task = self.progress.add_task("ingesting")
+        return self.on_file
+
+    def on_file(self, path: str, status: str) -> None:
+        key = status.split()[0]
+        self.counts[key] = self.counts.get(key, 0) + 1
+        if self.verbose:
+            err.print(f"{status:>9}  {path}", highlight=False, markup=False)
+        elif self.progress is not None:
+            desc = ", ".join(f"{v} {k}" for k, v in self.counts.items())
+            self.progress.update(self.task, description=f"{desc}  {Path(path).name}")
+
+    def __exit__(self, *exc):
+        if self.progress is not None:
+            self.progress.stop()
+
+
+def _summary(result, db: str) -> None:
+    from rich.table import Table
+
+    if not result.wrote_anything:
+        out.print(f"Nothing to do: {result.unchanged} document(s) unchanged in {db}.")
+        return
+    t = Table(title=f"ingest → {db}  ({result.seconds:.1f} s)", title_justify="left")
+    for col in ("seen", "new", "updated", "unchanged", "pruned", "rejected"):
+        t.add_column(col, justify="right")
+    t.add_row(*(str(v) for v in (result.seen, result.new, result.updated, result.unchanged, result.pruned,
+                                 len(result.rejects))))
+    out.print(t)
+    if result.chunks:
+        out.print("chunks written: " + ", ".join(f"{sid} {n}" for sid, n in result.chunks.items()), highlight=False)
+    if result.rejects:
+        rt = Table(title=f"{len(result.rejects)} rejected (stored in the rejects table)", title_justify="left")
+        rt.add_column("path", overflow="fold")
+        rt.add_column("stage")
+        rt.add_column("reason", overflow="fold")
+        for r in result.rejects:
+            rt.add_row(r.path, r.stage, r.reason)
+        out.print(rt)
+
+
+def chunk_cmd(
+    file: Annotated[str, typer.Argument(help="A file, or - for standard input.")],
+    chunker: Chunkers = None,
+    fmt: Annotated[Optional[str], typer.Option(
+        "--format", help="Parser for the input: text, markdown, html, docx, pdf. "
+                         "Default: from the file suffix; text for stdin.")] = None,
+    pdf_backend: PdfBackend = "pdfium",
+) -> None:
+    """Chunk one file (or stdin) and print JSONL, one object per chunk; nothing is stored."""
+    import hashlib
+
+    from chunkctl.chunkers import ChunkContext
+    from chunkctl.parse import KINDS, MIME, kind_of, parse_bytes
+    from chunkctl.pipeline import chunk_all, doc_id_for
+    from chunkctl.types import Document, RejectError
+
+    chunkers = chunkers_from(chunker)
+    if fmt is not None and fmt not in set(KINDS.values()):
+        fail(f"--format must be one of {', '.join(sorted(set(KINDS.values())))}", USAGE)
+    try:
+        if file == "-":
+            data, kind, name = sys.stdin.buffer.read(), fmt or "text", "-"
+        else:
+            path = Path(file)
+            if not path.is_file():
+                fail(f"{file}: no such file", USAGE)
+            data, kind, name = path.read_bytes(), fmt or kind_of(path), str(path)
+        parsed = parse_bytes(data, kind, Path(name).suffix.lower(), pdf_backend)
+        doc = Document(doc_id_for(name) if name != "-" else "-", name, hashlib.sha256(data).hexdigest(),
+                       MIME[kind], parsed.text, parsed.elements, parsed.pages, parsed.metadata)
+        results = chunk_all(doc, chunkers, ChunkContext())
+    except RejectError as e:
+        err.print(f"rejected ({e.stage}): {e.reason}", highlight=False, markup=False)
+        raise typer.Exit(PARTIAL)
+    write = sys.stdout.write
+    for ch in chunkers:
+        for c in results[ch.strategy_id]:
+            write(json.dumps({
+                "doc": name, "strategy": ch.spec, "seq": c.seq, "char_start": c.char_start,
+                "char_end": c.char_end, "page_start": c.page_start, "page_end": c.page_end,
+                "heading_path": list(c.heading_path), "n_tokens": c.n_tokens, "text": c.text,
+                **({"metadata": c.metadata} if c.metadata else {}),
+            }, ensure_ascii=False) + "\n")

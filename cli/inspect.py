@@ -1,0 +1,129 @@
+"""`chunkctl chunkers`, `stats`, `show`, `export`: looking at strategies and at a store."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from chunkctl.cli.options import Db, Json
+from chunkctl.cli.render import USAGE, fail, out, print_json
+
+
+def chunkers_cmd(json_out: Json = False) -> None:
+    """List chunking strategies with their parameters, defaults and a one-line description."""
+    from chunkctl.chunkers import REGISTRY, describe
+
+    rows = [describe(cls) for _, cls in sorted(REGISTRY.items())]
+    if json_out:
+        print_json([{"name": n, "doc": d, "params": {p: {"type": t, "default": v} for p, t, v in ps}}
+                    for n, d, ps in rows])
+        return
+    from rich.table import Table
+
+    t = Table(show_lines=True)
+    t.add_column("name", style="bold")
+    t.add_column("parameters (default)")
+    t.add_column("what it does", overflow="fold")
+    for name, doc, params in rows:
+        t.add_row(name, "\n".join(f"{p}={v!s} ({typ})" for p, typ, v in params), doc)
+    out.print(t)
+    out.print("Spec syntax: name or name:key=value,key=value, e.g. recursive:size=256,overlap=32", highlight=False)
+
+
+def _open(db: str):
+    from chunkctl.store import Store
+
+    try:
+        return Store(db, read_only=True)
+    except FileNotFoundError:
+        fail(f"no store at {db} (run `chunkctl ingest` first, or pass --db)", USAGE)
+    except Exception as e:
+        fail(f"cannot open store {db}: {e}")
+
+
+def stats_cmd(db: Db = "chunkctl.duckdb", json_out: Json = False) -> None:
+    """Per strategy: documents, chunks, and the distribution of chunk sizes in tokens."""
+    with _open(db) as store:
+        docs, chars = store.query("SELECT count(*), coalesce(sum(n_chars), 0) FROM documents")[0]
+        rows = store.query("""
+            SELECT c.strategy_id, any_value(s.name), count(DISTINCT c.doc_id), count(*),
+                   min(c.n_tokens), quantile_disc(c.n_tokens, 0.5), round(avg(c.n_tokens), 1),
+                   quantile_disc(c.n_tokens, 0.95), max(c.n_tokens),
+                   round(count(c.page_start) * 100.0 / count(*), 1)
+            FROM chunks c LEFT JOIN strategies s USING (strategy_id)
+            GROUP BY c.strategy_id ORDER BY c.strategy_id""")
+        n_rejects = store.query("SELECT count(*) FROM rejects WHERE run_id = "
+                                "(SELECT run_id FROM runs ORDER BY started_at DESC LIMIT 1)")[0][0]
+    cols = ["strategy_id", "name", "documents", "chunks", "min", "p50", "mean", "p95", "max", "% with pages"]
+    if json_out:
+        print_json({"documents": docs, "chars": chars, "last_run_rejects": n_rejects,
+                    "strategies": [dict(zip(cols, r)) for r in rows]})
+        return
+    from rich.table import Table
+
+    t = Table(title=f"{db}: {docs} documents, {chars:,} characters; tokens per chunk:", title_justify="left")
+    for c in cols:
+        t.add_column(c, justify="left" if c in ("strategy_id", "name") else "right")
+    for r in rows:
+        t.add_row(*("" if v is None else str(v) for v in r))
+    out.print(t)
+    if n_rejects:
+        out.print(f"{n_rejects} input(s) rejected in the last run: SELECT * FROM rejects", highlight=False)
+
+
+def show_cmd(
+    doc: Annotated[str, typer.Argument(help="Document id, path, or the end of a path (e.g. guide.md).")],
+    db: Db = "chunkctl.duckdb",
+    strategy: Annotated[Optional[str], typer.Option(
+        "--strategy", "-s", help="Strategy id or name (default: the first stored for this document).")] = None,
+    json_out: Json = False,
+) -> None:
+    """Show a document's chunks with their boundaries, offsets, pages and headings."""
+    import os
+
+    with _open(db) as store:
+        rows = store.query("SELECT doc_id, path FROM documents")
+        absolute = os.path.abspath(doc)
+        hits = [r for r in rows if doc in (r[0], r[1]) or r[1] == absolute]
+        hits = hits or [r for r in rows if r[1].endswith("/" + doc.lstrip("/"))]
+        if len(hits) != 1:
+            fail(f"{doc!r} matches {len(hits)} documents" + (": " + ", ".join(r[1] for r in hits[:5]) if hits else ""),
+                 USAGE)
+        doc_id, path = hits[0]
+        sids = [r[0] for r in store.query(
+            "SELECT DISTINCT c.strategy_id FROM chunks c JOIN strategies s USING (strategy_id) "
+            "WHERE doc_id = ? AND (? IS NULL OR c.strategy_id = ? OR s.name = ?) ORDER BY 1",
+            [doc_id, strategy, strategy, strategy])]
+        if not sids:
+            fail(f"no chunks for {path}" + (f" with strategy {strategy}" if strategy else ""), USAGE)
+        chunks = store.query(
+            "SELECT seq, char_start, char_end, page_start, page_end, n_tokens, heading_path, text "
+            "FROM chunks WHERE doc_id = ? AND strategy_id = ? ORDER BY seq", [doc_id, sids[0]])
+    if json_out:
+        keys = ["seq", "char_start", "char_end", "page_start", "page_end", "n_tokens", "heading_path", "text"]
+        print_json({"doc_id": doc_id, "path": path, "strategy_id": sids[0], "chunks": [dict(zip(keys, c)) for c in chunks]})
+        return
+    from rich.rule import Rule
+    from rich.text import Text
+
+    out.print(f"{path}  ({doc_id})  strategy {sids[0]}  {len(chunks)} chunks"
+              + (f"; also stored: {', '.join(sids[1:])}" if len(sids) > 1 else ""), highlight=False)
+    for seq, s, e, ps, pe, n, heads, text in chunks:
+        pages = "" if ps is None else f" · p.{ps}" + (f"–{pe}" if pe != ps else "")
+        where = f" · {' > '.join(heads)}" if heads else ""
+        out.print(Rule(f"#{seq} [{s}:{e}] {n} tokens{pages}{where}", align="left", style="cyan"))
+        out.print(Text(text))
+
+
+def export_cmd(
+    parquet: Annotated[Path, typer.Option("--parquet", help="Folder to write one <table>.parquet per table.")],
+    db: Db = "chunkctl.duckdb",
+) -> None:
+    """Write every table of the store as Parquet (DuckDB COPY)."""
+    from chunkctl.store import export_parquet
+
+    with _open(db) as store:
+        written = export_parquet(store, parquet)
+    for p in written:
+        out.print(str(p), highlight=False)

@@ -1,0 +1,33 @@
+"""Terminal output shared by commands: one stderr console for progress and messages, stdout for
+results, and the exit codes every command uses."""
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import typer
+from rich.console import Console
+
+OK, FAILURE, USAGE, PARTIAL, QUALITY_GATE = 0, 1, 2, 3, 4
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True)
+
+
+def fail(message: str, code: int = FAILURE) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def chunkers_from(specs: list[str] | None):
+    from chunkctl.chunkers import DEFAULT_SPEC, parse_spec
+
+    try:
+        return [parse_spec(s) for s in (specs or [DEFAULT_SPEC])]
+    except ValueError as e:
+        fail(f"--chunker: {e}", USAGE)

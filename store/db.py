@@ -1,0 +1,183 @@
+"""The DuckDB store: one file, named migrations, one transaction per document.
+
+A document's row, its chunks for every strategy, and the ``document_strategies`` records that
+say those chunks are complete are written in one transaction, so a crash or kill leaves either
+the old or the new version of a document, never a mix; the next run sees the missing record and
+redoes that document.
+"""
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import duckdb
+
+from chunkctl.store.schema import MIGRATIONS
+from chunkctl.types import Chunk, Reject
+
+DEFAULT_DB = "chunkctl.duckdb"
+TABLES = ("documents", "chunks", "strategies", "document_strategies", "runs", "rejects", "migrations")
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class Store:
+    def __init__(self, path: str | Path = DEFAULT_DB, read_only: bool = False):
+        self.path = str(path)
+        if read_only and not Path(self.path).exists():
+            raise FileNotFoundError(f"no store at {self.path}")
+        self.con = duckdb.connect(self.path, read_only=read_only)
+        if not read_only:
+            self.migrate()
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- schema ---------------------------------------------------------------------------
+    def migrate(self) -> list[str]:
+        self.con.execute("CREATE TABLE IF NOT EXISTS migrations (name VARCHAR, applied_at TIMESTAMP)")
+        done = {r[0] for r in self.con.execute("SELECT name FROM migrations").fetchall()}
+        applied = []
+        for name, sql in MIGRATIONS:
+            if name in done:
+                continue
+            with self.transaction():
+                self.con.execute(sql)
+                self.con.execute("INSERT INTO migrations VALUES (?, ?)", [name, _now()])
+            applied.append(name)
+        return applied
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            yield
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        self.con.execute("COMMIT")
+
+    # -- reads ----------------------------------------------------------------------------
+    def document_state(self, doc_id: str) -> tuple[str | None, set[str]]:
+        """(stored sha256 or None, strategy ids complete for that version)."""
+        row = self.con.execute("SELECT sha256 FROM documents WHERE doc_id = ?", [doc_id]).fetchone()
+        if row is None:
+            return None, set()
+        done = self.con.execute(
+            "SELECT strategy_id FROM document_strategies WHERE doc_id = ? AND sha256 = ?", [doc_id, row[0]]
+        ).fetchall()
+        return row[0], {r[0] for r in done}
+
+    def documents_under(self, roots: Sequence[str]) -> list[tuple[str, str]]:
+        """(doc_id, path) of stored documents inside any of ``roots`` (absolute paths)."""
+        rows = self.con.execute("SELECT doc_id, path FROM documents").fetchall()
+        prefixes = [r.rstrip("/") + "/" for r in roots]
+        return [(d, p) for d, p in rows if p in roots or any(p.startswith(x) for x in prefixes)]
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        return self.con.execute(sql, list(params)).fetchall()
+
+    # -- writes (call inside ``transaction``) ----------------------------------------------
+    def put_strategy(self, strategy_id: str, name: str, params: dict[str, Any]) -> None:
+        exists = self.con.execute("SELECT 1 FROM strategies WHERE strategy_id = ?", [strategy_id]).fetchone()
+        if not exists:
+            self.con.execute("INSERT INTO strategies VALUES (?, ?, ?)",
+                             [strategy_id, name, json.dumps(params, sort_keys=True)])
+
+    def put_document(self, doc_id: str, path: str, sha256: str, mime: str, text: str | None,
+                     metadata: dict[str, Any], text_file: str | None = None, n_chars: int | None = None) -> None:
+        """Replace the document row. A streamed document passes ``text_file`` (UTF-8) instead of
+        ``text``; DuckDB reads it itself, so the text never sits in Python memory whole."""
+        self.con.execute("DELETE FROM documents WHERE doc_id = ?", [doc_id])
+        meta = json.dumps(metadata, sort_keys=True, default=str)
+        if text_file is None:
+            self.con.execute("INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                             [doc_id, path, sha256, mime, len(text or ""), text, meta, _now()])
+        else:
+            self.con.execute(
+                "INSERT INTO documents SELECT ?, ?, ?, ?, ?, content, ?, ? FROM read_text(?)",
+                [doc_id, path, sha256, mime, n_chars, meta, _now(), text_file])
+
+    def drop_document_chunks(self, doc_id: str, strategy_ids: Iterable[str] | None = None) -> None:
+        """Remove chunks and completion records of a document: all of them, or some strategies'."""
+        if strategy_ids is None:
+            self.con.execute("DELETE FROM chunks WHERE doc_id = ?", [doc_id])
+            self.con.execute("DELETE FROM document_strategies WHERE doc_id = ?", [doc_id])
+            return
+        for sid in strategy_ids:
+            self.con.execute("DELETE FROM chunks WHERE doc_id = ? AND strategy_id = ?", [doc_id, sid])
+            self.con.execute("DELETE FROM document_strategies WHERE doc_id = ? AND strategy_id = ?", [doc_id, sid])
+
+    def put_chunks(self, chunks: Sequence[Chunk]) -> None:
+        if not chunks:
+            return
+        import pyarrow as pa
+
+        table = pa.table({
+            "chunk_id": [c.chunk_id for c in chunks],
+            "doc_id": [c.doc_id for c in chunks],
+            "strategy_id": [c.strategy_id for c in chunks],
+            "seq": pa.array([c.seq for c in chunks], pa.int32()),
+            "char_start": pa.array([c.char_start for c in chunks], pa.int64()),
+            "char_end": pa.array([c.char_end for c in chunks], pa.int64()),
+            "text": [c.text for c in chunks],
+            "n_tokens": pa.array([c.n_tokens for c in chunks], pa.int32()),
+            "page_start": pa.array([c.page_start for c in chunks], pa.int32()),
+            "page_end": pa.array([c.page_end for c in chunks], pa.int32()),
+            "heading_path": pa.array([list(c.heading_path) for c in chunks], pa.list_(pa.string())),
+            "metadata": [json.dumps(c.metadata, sort_keys=True) if c.metadata else None for c in chunks],
+        })
+        self.con.register("_chunk_batch", table)
+        try:
+            self.con.execute("INSERT INTO chunks SELECT * FROM _chunk_batch")
+        finally:
+            self.con.unregister("_chunk_batch")
+
+    def mark_done(self, doc_id: str, strategy_id: str, sha256: str, n_chunks: int) -> None:
+        self.con.execute("DELETE FROM document_strategies WHERE doc_id = ? AND strategy_id = ?", [doc_id, strategy_id])
+        self.con.execute("INSERT INTO document_strategies VALUES (?, ?, ?, ?, ?)",
+                         [doc_id, strategy_id, sha256, n_chunks, _now()])
+
+    def delete_document(self, doc_id: str) -> None:
+        self.drop_document_chunks(doc_id)
+        self.con.execute("DELETE FROM documents WHERE doc_id = ?", [doc_id])
+
+    # -- runs -----------------------------------------------------------------------------
+    def start_run(self, run_id: str, command: str) -> None:
+        self.con.execute("INSERT INTO runs VALUES (?, ?, NULL, ?, NULL)", [run_id, _now(), command])
+
+    def finish_run(self, run_id: str, stats: dict[str, Any]) -> None:
+        self.con.execute("UPDATE runs SET finished_at = ?, stats = ? WHERE run_id = ?",
+                         [_now(), json.dumps(stats, sort_keys=True, default=str), run_id])
+
+    def put_rejects(self, run_id: str, rejects: Sequence[Reject]) -> None:
+        if rejects:
+            self.con.executemany("INSERT INTO rejects VALUES (?, ?, ?, ?)",
+                                 [[run_id, r.path, r.stage, r.reason] for r in rejects])
+
+
+def export_parquet(store: Store, out_dir: str | Path, tables: Sequence[str] = TABLES) -> list[Path]:
+    """Each table as ``DIR/<table>.parquet`` via DuckDB's COPY."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for table in tables:
+        target = out / f"{table}.parquet"
+        store.con.execute(f"COPY {table} TO '{_sql_str(str(target))}' (FORMAT parquet, COMPRESSION zstd)")
+        written.append(target)
+    return written
+
+
+def _sql_str(s: str) -> str:
+    return s.replace("'", "''")

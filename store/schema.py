@@ -1,0 +1,60 @@
+"""The store's schema as named migrations. The tables are a public interface (users query them
+with SQL): add columns and tables in new migrations; never rename what is here."""
+from __future__ import annotations
+
+MIGRATIONS: list[tuple[str, str]] = [
+    ("001_initial", """
+        CREATE TABLE documents (
+            doc_id      VARCHAR NOT NULL,   -- stable id derived from the absolute path
+            path        VARCHAR NOT NULL,   -- absolute path at ingest time
+            sha256      VARCHAR NOT NULL,   -- of the file's bytes: unchanged bytes are skipped
+            mime        VARCHAR,
+            n_chars     BIGINT,
+            text        VARCHAR,            -- the normalised text every offset points into
+            metadata    JSON,               -- parser facts: encoding, pages, title, elements
+            ingested_at TIMESTAMP
+        );
+        CREATE TABLE strategies (
+            strategy_id VARCHAR NOT NULL,   -- name + hash of canonical params
+            name        VARCHAR NOT NULL,
+            params      JSON
+        );
+        CREATE TABLE chunks (
+            chunk_id     VARCHAR NOT NULL,
+            doc_id       VARCHAR NOT NULL,
+            strategy_id  VARCHAR NOT NULL,
+            seq          INTEGER NOT NULL,  -- order within (doc_id, strategy_id), from 0
+            char_start   BIGINT NOT NULL,   -- documents.text[char_start:char_end] == text
+            char_end     BIGINT NOT NULL,
+            text         VARCHAR NOT NULL,
+            n_tokens     INTEGER,
+            page_start   INTEGER,           -- 1-based; NULL for formats without pages
+            page_end     INTEGER,
+            heading_path VARCHAR[],
+            metadata     JSON
+        );
+        -- Which strategies a document version has been chunked with; written in the same
+        -- transaction as its chunks, so it is the record of what is complete.
+        CREATE TABLE document_strategies (
+            doc_id      VARCHAR NOT NULL,
+            strategy_id VARCHAR NOT NULL,
+            sha256      VARCHAR NOT NULL,
+            n_chunks    INTEGER NOT NULL,
+            chunked_at  TIMESTAMP
+        );
+        CREATE TABLE runs (
+            run_id      VARCHAR NOT NULL,
+            started_at  TIMESTAMP,
+            finished_at TIMESTAMP,
+            command     VARCHAR,
+            stats       JSON
+        );
+        CREATE TABLE rejects (
+            run_id VARCHAR,
+            path   VARCHAR,
+            stage  VARCHAR,   -- walk | read | parse | chunk | store
+            reason VARCHAR
+        );
+        CREATE INDEX chunks_doc ON chunks (doc_id, strategy_id);
+    """),
+]
