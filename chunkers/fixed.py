@@ -30,6 +30,8 @@ class Fixed(Chunker):
         n, step = idx.total, self.size - self.overlap
         for first in range(0, n, step):
             last = min(first + self.size, n) - 1
-            yield Span(idx.token_span(first)[0], idx.token_span(last)[1], last - first + 1)
+            start, end = idx.token_span(first)[0], idx.token_span(last)[1]
+            if not doc.text[start:end].isspace():  # cl100k has whitespace tokens; such a window says nothing
+                yield Span(start, end, last - first + 1)
             if last == n - 1:
                 break

@@ -24,6 +24,9 @@ def ingest_cmd(
     force: Annotated[bool, typer.Option("--force", help="Re-parse and re-chunk even unchanged files.")] = False,
     prune: Annotated[bool, typer.Option("--prune", help="Remove stored documents whose files are gone.")] = False,
     pdf_backend: PdfBackend = "pdfium",
+    stream_mb: Annotated[int, typer.Option(
+        "--stream-mb", min=1, help="Text files larger than this many MB are read, chunked and stored in "
+                                   "blocks, in bounded memory.")] = 64,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="One line per file on stderr.")] = False,
     quiet: Quiet = False,
     json_out: Json = False,
@@ -39,7 +42,7 @@ def ingest_cmd(
     if pdf_backend not in PDF_BACKENDS:
         fail(f"--pdf-backend must be one of {', '.join(PDF_BACKENDS)}", USAGE)
     options = IngestOptions(chunkers_from(chunker), include=include or (), exclude=exclude or (),
-                            force=force, prune=prune, pdf_backend=pdf_backend)
+                            force=force, prune=prune, pdf_backend=pdf_backend, stream_threshold=stream_mb << 20)
     try:
         store = Store(db)
     except Exception as e:  # locked by another process, not a DuckDB file, ...

@@ -11,7 +11,8 @@ from rich.console import Console
 
 OK, FAILURE, USAGE, PARTIAL, QUALITY_GATE = 0, 1, 2, 3, 4
 
-out = Console(soft_wrap=True)
+# Off a terminal rich would wrap tables at 80 columns; results piped to a file read better wide.
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 
 

@@ -33,10 +33,14 @@ def detect_encoding(sample: bytes) -> str:
         raise RejectError("parse", "binary content (NUL bytes) in a text file")
     from charset_normalizer import from_bytes
 
-    best = from_bytes(sample).best()
+    matches = from_bytes(sample)
+    best = matches.best()
     if best is None:
         raise RejectError("parse", "binary content: no text encoding fits these bytes")
-    return best.encoding
+    # charset-normalizer breaks ties by list order and often names cp1250 for French or German
+    # text; among equally good candidates prefer cp1252, by far the commonest legacy encoding.
+    tied = [m.encoding for m in matches if (m.chaos, m.coherence) == (best.chaos, best.coherence)]
+    return "cp1252" if "cp1252" in tied else best.encoding
 
 
 def check_textual(text: str, path_hint: str = "") -> None:

@@ -1,0 +1,3 @@
+from chunkctl.cli import main
+
+main()
