@@ -1,0 +1,185 @@
+"""The CLI end to end, asserted through the store: ingest, re-ingest, change, prune, force,
+export, show, stats, chunk, config precedence."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from conftest import OFFSETS_VIOLATIONS, SAMPLE_DOCS, store_rows
+
+
+def counts(db: Path) -> dict:
+    return {t: store_rows(db, f"SELECT count(*) FROM {t}")[0][0]
+            for t in ("documents", "chunks", "strategies", "document_strategies", "runs", "rejects")}
+
+
+def chunk_set(db: Path, path_like: str = "%") -> set:
+    return set(store_rows(db, "SELECT c.chunk_id, c.text FROM chunks c JOIN documents d USING (doc_id) "
+                              "WHERE d.path LIKE ?", [path_like]))
+
+
+def test_ingest_sample_docs_and_offsets_hold_in_sql(cli, sample_copy, tmp_path):
+    db = tmp_path / "s.duckdb"
+    code, out, err = cli("ingest", sample_copy, "--db", db, "-c", "recursive:size=64", "-c", "structure", "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["new"] == 5 and summary["rejected"] == 0
+    assert store_rows(db, OFFSETS_VIOLATIONS) == []
+    assert counts(db)["documents"] == 5
+    per_doc = store_rows(db, "SELECT d.mime, count(*), count(c.page_start) FROM chunks c "
+                             "JOIN documents d USING (doc_id) GROUP BY 1")
+    by_mime = {m: (n, paged) for m, n, paged in per_doc}
+    assert by_mime["application/pdf"][0] == by_mime["application/pdf"][1]  # every PDF chunk has pages
+    assert store_rows(db, "SELECT count(*) FROM chunks WHERE heading_path = []"
+                          " AND doc_id IN (SELECT doc_id FROM documents WHERE mime = 'text/markdown')")[0][0] == 0
+    names = {r[0] for r in store_rows(db, "SELECT name FROM migrations")}
+    assert names == {"001_initial"}
+
+
+def test_reingest_unchanged_writes_nothing_and_says_so(cli, sample_copy, tmp_path):
+    db = tmp_path / "s.duckdb"
+    assert cli("ingest", sample_copy, "--db", db)[0] == 0
+    before = counts(db)
+    mtime = db.stat().st_mtime_ns
+    code, out, _ = cli("ingest", sample_copy, "--db", db)
+    assert code == 0 and "Nothing to do: 5 document(s) unchanged" in out
+    assert counts(db) == before
+    assert db.stat().st_mtime_ns == mtime
+
+
+def test_changed_document_replaces_its_chunks_for_every_strategy(cli, sample_copy, tmp_path):
+    db = tmp_path / "s.duckdb"
+    assert cli("ingest", sample_copy, "--db", db, "-c", "recursive:size=64", "-c", "sentence:size=64")[0] == 0
+    guide = sample_copy / "guide.md"
+    others_before = chunk_set(db, "%station.html")
+    old = chunk_set(db, "%guide.md")
+    guide.write_text(guide.read_text().replace("fourteen days", "twenty-one days") + "\n## Added\n\nA new section.\n")
+    code, out, _ = cli("ingest", sample_copy, "--db", db, "-c", "recursive:size=64", "--json")
+    assert code == 0
+    s = json.loads(out)
+    assert (s["updated"], s["unchanged"], s["new"]) == (1, 4, 0)
+    new = chunk_set(db, "%guide.md")
+    assert new != old and any("twenty-one days" in t for _, t in new)
+    assert not any("fourteen days" in t for _, t in new)
+    # the other strategy's chunks of the changed file pointed into the old text: they are gone
+    sids = store_rows(db, "SELECT DISTINCT s.name FROM chunks c JOIN strategies s USING (strategy_id) "
+                          "JOIN documents d USING (doc_id) WHERE d.path LIKE '%guide.md'")
+    assert sids == [("recursive",)]
+    assert chunk_set(db, "%station.html") == others_before
+    assert store_rows(db, OFFSETS_VIOLATIONS) == []
+    dup = store_rows(db, "SELECT doc_id, strategy_id, seq, count(*) FROM chunks GROUP BY ALL HAVING count(*) > 1")
+    assert dup == []
+
+
+def test_new_strategy_on_unchanged_documents_adds_only_that_strategy(cli, sample_copy, tmp_path):
+    db = tmp_path / "s.duckdb"
+    assert cli("ingest", sample_copy, "--db", db, "-c", "recursive")[0] == 0
+    rec = chunk_set(db)
+    code, out, _ = cli("ingest", sample_copy, "--db", db, "-c", "recursive", "-c", "fixed:size=64", "--json")
+    assert code == 0 and json.loads(out)["updated"] == 5
+    assert rec < chunk_set(db)
+    assert store_rows(db, "SELECT count(DISTINCT strategy_id) FROM document_strategies")[0][0] == 2
+
+
+def test_prune_removes_documents_whose_files_disappeared(cli, sample_copy, tmp_path):
+    db = tmp_path / "s.duckdb"
+    assert cli("ingest", sample_copy, "--db", db)[0] == 0
+    (sample_copy / "notes.txt").unlink()
+    code, out, _ = cli("ingest", sample_copy, "--db", db, "--json")
+    assert json.loads(out)["pruned"] == 0 and counts(db)["documents"] == 5  # only with --prune
+    code, out, _ = cli("ingest", sample_copy, "--db", db, "--prune", "--json")
+    assert code == 0 and json.loads(out)["pruned"] == 1
+    assert counts(db)["documents"] == 4
+    assert store_rows(db, "SELECT count(*) FROM chunks WHERE doc_id NOT IN (SELECT doc_id FROM documents)")[0][0] == 0
+    assert store_rows(db, "SELECT count(*) FROM document_strategies "
+                          "WHERE doc_id NOT IN (SELECT doc_id FROM documents)")[0][0] == 0
+
+
+def test_force_redoes_everything_with_identical_results(cli, sample_copy, tmp_path):
+    db = tmp_path / "s.duckdb"
+    assert cli("ingest", sample_copy, "--db", db)[0] == 0
+    before = chunk_set(db)
+    code, out, _ = cli("ingest", sample_copy, "--db", db, "--force", "--json")
+    assert code == 0 and json.loads(out)["updated"] == 5
+    assert chunk_set(db) == before and counts(db)["chunks"] == len(before)
+
+
+def test_export_parquet_round_trips_every_table(cli, sample_copy, tmp_path):
+    db = tmp_path / "s.duckdb"
+    assert cli("ingest", sample_copy, "--db", db)[0] == 0
+    code, out, _ = cli("export", "--db", db, "--parquet", tmp_path / "pq")
+    assert code == 0
+    con = duckdb.connect()
+    for table, n in counts(db).items():
+        f = tmp_path / "pq" / f"{table}.parquet"
+        assert f.exists()
+        assert con.execute(f"SELECT count(*) FROM read_parquet('{f}')").fetchone()[0] == n
+    joined = con.execute(f"""SELECT count(*) FROM read_parquet('{tmp_path}/pq/chunks.parquet') c
+        JOIN read_parquet('{tmp_path}/pq/documents.parquet') d USING (doc_id)
+        WHERE substring(d.text, c.char_start + 1, c.char_end - c.char_start) = c.text""").fetchone()[0]
+    assert joined == counts(db)["chunks"]
+
+
+def test_show_stats_and_chunkers(cli, sample_copy, tmp_path):
+    db = tmp_path / "s.duckdb"
+    assert cli("ingest", sample_copy, "--db", db, "-c", "recursive:size=64")[0] == 0
+    code, out, _ = cli("show", "report.pdf", "--db", db)
+    assert code == 0 and "p.2" in out and "Annual Report 2025" in out
+    code, out, _ = cli("show", "guide.md", "--db", db, "--json")
+    shown = json.loads(out)
+    text = store_rows(db, "SELECT text FROM documents WHERE doc_id = ?", [shown["doc_id"]])[0][0]
+    assert all(text[c["char_start"]:c["char_end"]] == c["text"] for c in shown["chunks"])
+    assert cli("show", "nothing-like-this", "--db", db)[0] == 2
+    code, out, _ = cli("stats", "--db", db, "--json")
+    st = json.loads(out)
+    assert st["documents"] == 5 and st["strategies"][0]["max"] <= 64
+    code, out, _ = cli("chunkers", "--json")
+    names = {c["name"] for c in json.loads(out)}
+    assert names == {"fixed", "recursive", "sentence", "structure", "split-merge"}
+    assert cli("stats", "--db", tmp_path / "missing.duckdb")[0] == 2
+
+
+def test_chunk_reads_stdin_and_files_and_prints_jsonl(cli):
+    text = "First paragraph about seeds.\n\nSecond paragraph about weather. " * 20
+    code, out, _ = cli("chunk", "-", "-c", "recursive:size=32", input=text)
+    assert code == 0
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert rows and all(text.replace("\r\n", "\n")[r["char_start"]:r["char_end"]] == r["text"] for r in rows)
+    assert set(rows[0]) >= {"doc", "seq", "char_start", "char_end", "page_start", "page_end", "heading_path",
+                            "n_tokens", "text"}
+    code, out, _ = cli("chunk", SAMPLE_DOCS / "report.pdf", "-c", "sentence:size=48")
+    assert code == 0 and {json.loads(line)["page_start"] for line in out.splitlines()} == {1, 2, 3}
+    assert cli("chunk", "-", "-c", "bogus", input="x")[0] == 2
+    code, _, err = cli("chunk", "-", "--format", "pdf", input="not a pdf")
+    assert code == 3 and "not a PDF" in err
+
+
+def test_config_precedence_flag_over_env_over_file(cli, sample_copy, tmp_path):
+    Path("chunkctl.toml").write_text('db = "from-file.duckdb"\n[ingest]\nchunker = ["fixed:size=100"]\n')
+    assert cli("ingest", sample_copy)[0] == 0
+    assert Path("from-file.duckdb").exists()
+    assert store_rows(Path("from-file.duckdb"), "SELECT DISTINCT name FROM strategies") == [("fixed",)]
+    assert cli("ingest", sample_copy, env={"CHUNKCTL_DB": "from-env.duckdb"})[0] == 0
+    assert Path("from-env.duckdb").exists()
+    assert cli("ingest", sample_copy, "--db", "from-flag.duckdb", env={"CHUNKCTL_DB": "from-env.duckdb"})[0] == 0
+    assert Path("from-flag.duckdb").exists()
+    assert store_rows(Path("from-flag.duckdb"), "SELECT DISTINCT name FROM strategies") == [("fixed",)]
+    code, _, err = cli("ingest", sample_copy, "--db", "x.duckdb", "-c", "nope")
+    assert code == 2 and "unknown chunker" in err
+
+
+def test_doctor_reports_an_offline_ready_install(cli):
+    code, out, _ = cli("doctor", "--json")
+    checks = {c["check"]: c for c in json.loads(out)}
+    assert code == 0, [c for c in checks.values() if c["required"] and not c["ok"]]
+    assert checks["MiniLM tokenizer (offline)"]["ok"] and checks["DuckDB fts + vss extensions (by path)"]["ok"]
+    assert checks["unstructured extra (offline)"]["ok"]
+
+
+def test_version(cli):
+    code, out, _ = cli("--version")
+    assert code == 0 and out.startswith("chunkctl ")
