@@ -45,8 +45,11 @@ def _page_texts_pdfium(data: bytes) -> tuple[list[str], list[str | None], list[t
 
 def _page_texts_pypdf(data: bytes) -> tuple[list[str], list[str | None], list[tuple[int, int, str]]]:
     import io
+    import logging
 
     from pypdf import PdfReader
+
+    logging.getLogger("pypdf").setLevel(logging.ERROR)  # "Ignoring wrong pointing object" is not news
     from pypdf.errors import PdfReadError
 
     try:
