@@ -21,8 +21,9 @@ install: $(STAMP)
 
 demo: install
 	rm -f demo.duckdb
-	$(VENV)/bin/chunkctl ingest sample_docs/ --exclude '*.jsonl' --db demo.duckdb
+	$(VENV)/bin/chunkctl ingest sample_docs/ --exclude '*.jsonl' --db demo.duckdb -c recursive:size=128 -c structure
 	$(VENV)/bin/chunkctl stats --db demo.duckdb
+	$(VENV)/bin/chunkctl show report.pdf --db demo.duckdb --strategy recursive
 
 test: install
 	$(PY) -m pytest -q

@@ -19,6 +19,9 @@ from chunkctl.store.schema import MIGRATIONS
 from chunkctl.types import Chunk, Reject
 
 DEFAULT_DB = "chunkctl.duckdb"
+# DuckDB's buffer pool defaults to 80% of RAM and keeps a long transaction's pages cached; an
+# ingest tool should not grow with its input, so the store caps it (DuckDB spills to disk instead).
+MEMORY_LIMIT = "512MB"
 TABLES = ("documents", "chunks", "strategies", "document_strategies", "runs", "rejects", "migrations")
 
 
@@ -31,7 +34,8 @@ class Store:
         self.path = str(path)
         if read_only and not Path(self.path).exists():
             raise FileNotFoundError(f"no store at {self.path}")
-        self.con = duckdb.connect(self.path, read_only=read_only)
+        self.con = duckdb.connect(self.path, read_only=read_only,
+                                  config={"memory_limit": MEMORY_LIMIT, "preserve_insertion_order": False})
         if not read_only:
             self.migrate()
 
