@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+import duckdb
+
 from chunkctl.chunkers import Chunker, ChunkContext, ChunkerError, chunk_document
 from chunkctl.parse import MIME, kind_of, parse_bytes
 from chunkctl.store import Store
@@ -24,6 +26,7 @@ from chunkctl.types import Document, Reject, RejectError
 from chunkctl.walk import Found, walk
 
 STREAM_THRESHOLD = 64 << 20  # text files above this are read, chunked and stored block by block
+STREAM_BLOCK = 1 << 20  # characters chunked at a time: a block's token encodings stay small
 
 
 @dataclass(frozen=True)
@@ -127,8 +130,9 @@ class _Run:
 
 
 def ingest(store: Store, paths: Sequence[str | Path], options: IngestOptions, command: str = "ingest",
-           on_file: Callable[[str, str], None] | None = None) -> IngestResult:
-    """Ingest files and folders into ``store``. ``on_file(path, status)`` reports progress."""
+           on_file: Callable[[str, str, int], None] | None = None) -> IngestResult:
+    """Ingest files and folders into ``store``. ``on_file(path, status, total)`` reports each
+    path as it is done, with the number of paths found (the walk runs first: it is cheap)."""
     t0 = time.perf_counter()
     run = _Run(store, command)
     res = run.result
@@ -136,10 +140,12 @@ def ingest(store: Store, paths: Sequence[str | Path], options: IngestOptions, co
     seen_ids: set[str] = set()
     for ch in options.chunkers:
         store.put_strategy(ch.strategy_id, ch.name, ch.params())  # writes only a new strategy
-    for item in walk(paths, options.include, options.exclude):
+    found = list(walk(paths, options.include, options.exclude))
+    total = len(found)
+    for item in found:
         if isinstance(item, Reject):
             run.reject(item)
-            on_file and on_file(item.path, "rejected")
+            on_file and on_file(item.path, "rejected", total)
             continue
         res.seen += 1
         seen_ids.add(doc_id_for(item.path))
@@ -148,9 +154,12 @@ def ingest(store: Store, paths: Sequence[str | Path], options: IngestOptions, co
         except RejectError as err:
             run.reject(Reject(str(item.path), err.stage, err.reason))
             status = "rejected"
+        except duckdb.Error as err:  # the document's transaction was rolled back; the run goes on
+            run.reject(Reject(str(item.path), "store", f"{type(err).__name__}: {err}"))
+            status = "rejected"
         finally:
             ctx.forget()
-        on_file and on_file(str(item.path), status)
+        on_file and on_file(str(item.path), status, total)
     if options.prune:
         roots = [os.path.abspath(p) for p in paths]
         for doc_id, path in store.documents_under(roots):
@@ -159,7 +168,7 @@ def ingest(store: Store, paths: Sequence[str | Path], options: IngestOptions, co
                 with store.transaction():
                     store.delete_document(doc_id)
                 res.pruned += 1
-                on_file and on_file(path, "pruned")
+                on_file and on_file(path, "pruned", total)
     res.seconds = time.perf_counter() - t0
     if res.wrote_anything:
         run.ensure_started()
@@ -212,35 +221,53 @@ def _ingest_file(store: Store, run: _Run, item: Found, options: IngestOptions, c
 
 def _ingest_streamed(store: Store, run: _Run, path: Path, doc_id: str, sha: str,
                      chunkers: Sequence[Chunker], ctx: ChunkContext, keep_others: bool) -> None:
-    """A very large text file: blocks are decoded, chunked and written one at a time, and the
-    normalised text goes to a temporary UTF-8 file that DuckDB reads into the documents row."""
+    """A very large text file, in bounded memory.
+
+    Pass 1 decodes and normalises it block by block into a temporary UTF-8 file. Then three steps,
+    each committed: (1) the new text replaces the document row (DuckDB reads the file itself) and
+    the old chunks go; (2) pass 2 chunks the file block by block and commits each block's chunks;
+    (3) the completion records are written. DuckDB holds an open transaction's rows in memory, so
+    one transaction per document would grow with the file. Every committed chunk points into the
+    stored text, so offsets never lie; after a kill between (1) and (3) the document simply has no
+    completion record, and the next run redoes its chunks."""
     from chunkctl.parse.text import paragraphs, stream_text_blocks
 
     run.ensure_started()
-    base = 0
-    seq: dict[str, int] = {ch.strategy_id: 0 for ch in chunkers}
-    encoding = "utf-8"
+    encoding, n_chars = "utf-8", 0
     tmp_dir = os.path.dirname(os.path.abspath(store.path)) or None
-    with tempfile.NamedTemporaryFile("w", encoding="utf-8", suffix=".txt", dir=tmp_dir,
-                                     prefix=".chunkctl-", delete=False, newline="") as tmp:
-        tmp_name = tmp.name
+    fd, tmp_name = tempfile.mkstemp(suffix=".txt", prefix=".chunkctl-", dir=tmp_dir)
+    sids = [ch.strategy_id for ch in chunkers]
     try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
+            for encoding, block in stream_text_blocks(path):
+                out.write(block)
+                n_chars += len(block)
         with store.transaction():
-            store.drop_document_chunks(doc_id, list(seq) if keep_others else None)
-            with open(tmp_name, "w", encoding="utf-8", newline="") as out:
-                for encoding, block in stream_text_blocks(path):
-                    out.write(block)
-                    doc = Document(doc_id, str(path), sha, "text/plain", block, paragraphs(block))
-                    for sid, cs in chunk_all(doc, chunkers, ctx, base=base, first_seq=seq).items():
+            store.drop_document_chunks(doc_id, sids if keep_others else None)
+            store.put_document(doc_id, str(path), sha, "text/plain", None,
+                               {"parser": "text", "encoding": encoding, "streamed": True},
+                               text_file=tmp_name, n_chars=n_chars)
+        seq = dict.fromkeys(sids, 0)
+        base = 0
+        try:
+            for _, block in stream_text_blocks(Path(tmp_name), block_chars=STREAM_BLOCK):
+                doc = Document(doc_id, str(path), sha, "text/plain", block, paragraphs(block))
+                chunks = chunk_all(doc, chunkers, ctx, base=base, first_seq=seq)
+                ctx.forget()
+                with store.transaction():
+                    for sid, cs in chunks.items():
                         store.put_chunks(cs)
                         seq[sid] += len(cs)
                         run.result.chunks[sid] += len(cs)
-                    ctx.forget()
-                    base += len(block)
-            store.put_document(doc_id, str(path), sha, "text/plain", None,
-                               {"parser": "text", "encoding": encoding, "streamed": True},
-                               text_file=tmp_name, n_chars=base)
-            for ch in chunkers:
-                store.mark_done(doc_id, ch.strategy_id, sha, seq[ch.strategy_id])
+                base += len(block)
+            if base != n_chars:
+                raise RejectError("chunk", f"streamed text changed between passes ({base} != {n_chars} chars)")
+        except BaseException:
+            with store.transaction():  # leave no partial chunk set behind
+                store.drop_document_chunks(doc_id, sids)
+            raise
+        with store.transaction():
+            for sid in sids:
+                store.mark_done(doc_id, sid, sha, seq[sid])
     finally:
         os.unlink(tmp_name)

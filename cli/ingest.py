@@ -58,7 +58,7 @@ def ingest_cmd(
 
 
 class _progress:
-    """A rich spinner with counts while ingesting (on a terminal), or a line per file with -v."""
+    """A rich progress bar with counts while ingesting (on a terminal), or a line per file with -v."""
 
     def __init__(self, silent: bool, verbose: bool):
         self.silent, self.verbose = silent, verbose
@@ -67,22 +67,23 @@ class _progress:
 
     def __enter__(self):
         if not self.silent and not self.verbose and err.is_terminal:
-            from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-            self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                                     console=err, transient=True)
+            self.progress = Progress(BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                     TextColumn("{task.description}"), console=err, transient=True)
             self.progress.start()
             self.task = self.progress.add_task("ingesting")
         return self.on_file
 
-    def on_file(self, path: str, status: str) -> None:
+    def on_file(self, path: str, status: str, total: int) -> None:
         key = status.split()[0]
         self.counts[key] = self.counts.get(key, 0) + 1
         if self.verbose:
             err.print(f"{status:>9}  {path}", highlight=False, markup=False)
         elif self.progress is not None:
             desc = ", ".join(f"{v} {k}" for k, v in self.counts.items())
-            self.progress.update(self.task, description=f"{desc}  {Path(path).name}")
+            self.progress.update(self.task, total=total, advance=status != "pruned",
+                                 description=f"{desc}  {Path(path).name}")
 
     def __exit__(self, *exc):
         if self.progress is not None:

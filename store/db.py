@@ -19,9 +19,11 @@ from chunkctl.store.schema import MIGRATIONS
 from chunkctl.types import Chunk, Reject
 
 DEFAULT_DB = "chunkctl.duckdb"
-# DuckDB's buffer pool defaults to 80% of RAM and keeps a long transaction's pages cached; an
-# ingest tool should not grow with its input, so the store caps it (DuckDB spills to disk instead).
-MEMORY_LIMIT = "512MB"
+# DuckDB's buffer pool defaults to 80% of RAM; an ingest tool should not grow with its input, so
+# the store caps it and DuckDB evicts or spills instead. A transaction's appended rows stay in memory
+# until commit (unless a 122,880-row group fills), so the cap must hold one very large document's
+# text and chunks: a 200 MB text file needs about 450 MB here.
+MEMORY_LIMIT = "768MB"
 TABLES = ("documents", "chunks", "strategies", "document_strategies", "runs", "rejects", "migrations")
 
 

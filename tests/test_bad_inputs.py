@@ -130,3 +130,36 @@ def test_killed_ingest_leaves_a_consistent_store_that_a_rerun_completes(tmp_path
     assert store_rows(db, q) == store_rows(clean, q)  # no duplicate, no lost chunk
     assert store_rows(db, "SELECT count(*) FROM documents")[0][0] == 120
     assert store_rows(db, OFFSETS_VIOLATIONS) == []
+
+
+def test_streamed_file_failing_midway_leaves_no_partial_chunks_and_reruns(tmp_path, monkeypatch):
+    import chunkctl.pipeline as pipeline
+    from chunkctl.chunkers import parse_spec
+    from chunkctl.store import Store
+
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "long.txt").write_text("".join(f"Line {i} about seed jars and humidity.\n\n" for i in range(90_000)))
+    options = pipeline.IngestOptions([parse_spec("recursive:size=64")], stream_threshold=1 << 20)
+    real = pipeline.chunk_all
+    calls = {"n": 0}
+
+    def failing(doc, chunkers, ctx, base=0, first_seq=None):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise pipeline.RejectError("chunk", "injected failure in block 3")
+        return real(doc, chunkers, ctx, base=base, first_seq=first_seq)
+
+    monkeypatch.setattr(pipeline, "chunk_all", failing)
+    with Store(tmp_path / "s.duckdb") as store:
+        res = pipeline.ingest(store, [src], options)
+        assert [r.reason for r in res.rejects] == ["injected failure in block 3"]
+        assert store.query("SELECT count(*) FROM chunks") == [(0,)]
+        assert store.query("SELECT count(*) FROM document_strategies") == [(0,)]
+        monkeypatch.setattr(pipeline, "chunk_all", real)
+        res = pipeline.ingest(store, [src], options)
+        assert not res.rejects and res.updated == 1
+        (text,), = store.query("SELECT text FROM documents")
+        rows = store.query("SELECT seq, char_start, char_end, text FROM chunks ORDER BY seq")
+        assert [r[0] for r in rows] == list(range(len(rows))) and all(text[s:e] == t for _, s, e, t in rows)
+        assert store.query("SELECT n_chunks FROM document_strategies") == [(len(rows),)]
