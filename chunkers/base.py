@@ -71,6 +71,20 @@ class Chunker:
         return self.name + (":" + ",".join(changed) if changed else "")
 
 
+@dataclass(frozen=True)
+class TokenBounded(Chunker):
+    """Parameters shared by the token-bounded chunkers: chunks of at most `size` tokens with
+    `overlap` tokens of context, counted with `tokenizer` (minilm, cl100k, or a tokenizer.json)."""
+
+    size: int = 512
+    overlap: int = 0
+    tokenizer: str = "minilm"
+
+    def __post_init__(self):
+        if self.size < 1 or not 0 <= self.overlap < self.size:
+            raise ValueError(f"{self.name}: need size >= 1 and 0 <= overlap < size")
+
+
 REGISTRY: dict[str, type[Chunker]] = {}
 
 

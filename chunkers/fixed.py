@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from chunkctl.chunkers.base import Chunker, ChunkContext, Span, register
+from chunkctl.chunkers.base import ChunkContext, TokenBounded, Span, register
 from chunkctl.types import Document
 
 
 @register
 @dataclass(frozen=True)
-class Fixed(Chunker):
+class Fixed(TokenBounded):
     """Windows of `size` tokens; each starts `size - overlap` tokens after the previous one.
 
     Windows are cut at token boundaries of the document's one tokenization, so a window may end
@@ -17,13 +17,6 @@ class Fixed(Chunker):
     """
 
     name = "fixed"
-    size: int = 512
-    overlap: int = 0
-    tokenizer: str = "minilm"
-
-    def __post_init__(self):
-        if self.size < 1 or not 0 <= self.overlap < self.size:
-            raise ValueError("fixed: need size >= 1 and 0 <= overlap < size")
 
     def split(self, doc: Document, ctx: ChunkContext):
         idx = ctx.tokens(doc.text, self.tokenizer)

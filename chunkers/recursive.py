@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from chunkctl.chunkers.base import Chunker, ChunkContext, register
+from chunkctl.chunkers.base import ChunkContext, TokenBounded, register
 from chunkctl.chunkers.pieces import merge, split_span
 from chunkctl.types import Document
 
@@ -12,7 +12,7 @@ SEPARATORS = ("\n\n", "\n", ". ", "? ", "! ", "; ", ", ", " ", "")
 
 @register
 @dataclass(frozen=True)
-class Recursive(Chunker):
+class Recursive(TokenBounded):
     """Split at paragraph, line, sentence, clause and word breaks until pieces fit, then pack
     pieces into chunks of at most `size` tokens with `overlap` tokens of trailing context.
 
@@ -20,13 +20,6 @@ class Recursive(Chunker):
     """
 
     name = "recursive"
-    size: int = 512
-    overlap: int = 0
-    tokenizer: str = "minilm"
-
-    def __post_init__(self):
-        if self.size < 1 or not 0 <= self.overlap < self.size:
-            raise ValueError("recursive: need size >= 1 and 0 <= overlap < size")
 
     def split(self, doc: Document, ctx: ChunkContext):
         idx = ctx.tokens(doc.text, self.tokenizer)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from chunkctl.chunkers.base import Chunker, ChunkContext, register
+from chunkctl.chunkers.base import ChunkContext, TokenBounded, register
 from chunkctl.chunkers.pieces import Piece, merge, split_span
 from chunkctl.types import Document
 
@@ -28,18 +28,11 @@ def sentence_bounds(text: str) -> list[tuple[int, int]]:
 
 @register
 @dataclass(frozen=True)
-class Sentence(Chunker):
+class Sentence(TokenBounded):
     """Whole sentences (nupunkt) packed into chunks of at most `size` tokens, with `overlap` tokens
     of trailing sentences repeated; a sentence longer than `size` is split at words."""
 
     name = "sentence"
-    size: int = 512
-    overlap: int = 0
-    tokenizer: str = "minilm"
-
-    def __post_init__(self):
-        if self.size < 1 or not 0 <= self.overlap < self.size:
-            raise ValueError("sentence: need size >= 1 and 0 <= overlap < size")
 
     def split(self, doc: Document, ctx: ChunkContext):
         idx = ctx.tokens(doc.text, self.tokenizer)

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from chunkctl.chunkers.base import Chunker, ChunkContext, Span, register
+from chunkctl.chunkers.base import ChunkContext, TokenBounded, Span, register
 from chunkctl.chunkers.pieces import Piece, merge, split_span, trim
 from chunkctl.tokens import TokenIndex
 from chunkctl.types import Document
@@ -23,7 +23,7 @@ MIN_PIECE_CHARS = 10  # shorter pieces are glued to a neighbour, as in the refer
 
 @register
 @dataclass(frozen=True)
-class SplitMerge(Chunker):
+class SplitMerge(TokenBounded):
     """Split on the paper's separator hierarchy (headings, enumerations, bullets, blank lines,
     lines, sentences, clauses, words) until pieces fit, then merge: `to_chunk_size` packs pieces
     greedily to `size`; `small_only` keeps pieces and merges only groups under `min_tokens`.
@@ -32,15 +32,9 @@ class SplitMerge(Chunker):
 
     name = "split-merge"
     size: int = 600
-    overlap: int = 0
     merging: Literal["to_chunk_size", "small_only"] = "to_chunk_size"
     min_tokens: int = 100
     order: Literal["forward", "backward"] = "forward"
-    tokenizer: str = "minilm"
-
-    def __post_init__(self):
-        if self.size < 1 or not 0 <= self.overlap < self.size:
-            raise ValueError("split-merge: need size >= 1 and 0 <= overlap < size")
 
     def split(self, doc: Document, ctx: ChunkContext):
         idx = ctx.tokens(doc.text, self.tokenizer)
