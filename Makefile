@@ -10,9 +10,10 @@ export UNSTRUCTURED_DISABLE_NOTICE := 1
 
 .PHONY: install demo test bench docs clean
 
+# torch first: the pinned CPU wheel. Anything installed later that depends on torch then finds it
+# satisfied; an unpinned torch would pull a multi-GB CUDA build.
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
-	# torch first: a local CPU wheel; anything that pulls torch later must find it installed.
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e '.[test,unstructured,bench]'
 	touch $(STAMP)

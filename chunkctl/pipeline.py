@@ -19,8 +19,8 @@ from typing import Callable, Sequence
 
 import duckdb
 
-from chunkctl.chunkers import Chunker, ChunkContext, ChunkerError, chunk_document
-from chunkctl.parse import MIME, kind_of, parse_bytes
+from chunkctl.chunkers import Chunker, ChunkContext, chunk_all
+from chunkctl.parse import doc_id_for, kind_of, load_document
 from chunkctl.store import Store
 from chunkctl.types import Document, Reject, RejectError
 from chunkctl.walk import Found, walk
@@ -65,48 +65,12 @@ class IngestResult:
         }
 
 
-def doc_id_for(path: str | Path) -> str:
-    """Stable across edits of the file: derived from its absolute path."""
-    return hashlib.blake2b(os.path.abspath(path).encode(), digest_size=8).hexdigest()
-
-
 def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         while block := fh.read(1 << 20):
             h.update(block)
     return h.hexdigest()
-
-
-def load_document(path: Path, data: bytes, sha256: str, pdf_backend: str = "pdfium") -> Document:
-    """Parse one file's bytes into a Document (RejectError for anything unusable)."""
-    kind = kind_of(path)
-    try:
-        parsed = parse_bytes(data, kind, path.suffix.lower(), pdf_backend)
-    except RejectError:
-        raise
-    except Exception as err:  # a parser bug or an exotic broken file: a reject, not a crash
-        raise RejectError("parse", f"{kind} parser failed: {type(err).__name__}: {err}") from None
-    meta = dict(parsed.metadata)
-    meta["parser"] = meta.get("parser", kind)
-    if parsed.pages:
-        meta["page_spans"] = [[p.number, p.start, p.end] for p in parsed.pages]
-    return Document(doc_id_for(path), str(path), sha256, MIME[kind], parsed.text,
-                    parsed.elements, parsed.pages, meta)
-
-
-def chunk_all(doc: Document, chunkers: Sequence[Chunker], ctx: ChunkContext, base: int = 0,
-              first_seq: dict[str, int] | None = None):
-    out = {}
-    for ch in chunkers:
-        try:
-            out[ch.strategy_id] = chunk_document(doc, ch, ctx, base=base,
-                                                 first_seq=(first_seq or {}).get(ch.strategy_id, 0))
-        except (ChunkerError, RejectError) as err:
-            raise RejectError("chunk", f"{ch.spec}: {err}") from None
-        except Exception as err:
-            raise RejectError("chunk", f"{ch.spec} failed: {type(err).__name__}: {err}") from None
-    return out
 
 
 class _Run:
@@ -198,7 +162,7 @@ def _ingest_file(store: Store, run: _Run, item: Found, options: IngestOptions, c
     if streamed:
         _ingest_streamed(store, run, path, doc_id, sha, todo, ctx, keep_others=same)
     else:
-        doc = load_document(path, data, sha, options.pdf_backend)
+        doc = load_document(path, data, pdf_backend=options.pdf_backend, sha256=sha)
         chunks = chunk_all(doc, todo, ctx)
         run.ensure_started()
         with store.transaction():

@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import importlib.util
 import re
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from functools import lru_cache
 from itertools import accumulate
 from pathlib import Path
 from typing import Protocol, Sequence
 
-import numpy as np
+# Offsets are plain lists searched with bisect: numpy would add 0.14 s to every CLI start, and
+# the lists are per paragraph, so they stay short.
+Offsets = tuple[list[int], list[int]]  # token starts, token ends (both non-decreasing)
 
 # Segments end after a blank line; a segment longer than this is cut at whitespace so that no
 # single tokenizer call sees a huge string (one 5 MB string is 4x slower than a batch of paragraphs).
@@ -36,7 +38,7 @@ class Tokenizer(Protocol):
 
     def encode_batch(self, texts: Sequence[str]) -> list: ...
     def length(self, enc) -> int: ...
-    def offsets(self, enc) -> tuple[np.ndarray, np.ndarray]: ...
+    def offsets(self, enc) -> Offsets: ...
     def span(self, enc, i: int) -> tuple[int, int]: ...
     def ids(self, enc) -> list[int]: ...
 
@@ -70,12 +72,9 @@ class HFTokenizer:
     def length(self, enc) -> int:
         return len(enc)
 
-    def offsets(self, enc):
-        if len(enc) == 0:
-            empty = np.zeros(0, dtype=np.int64)
-            return empty, empty
-        arr = np.array(enc.offsets, dtype=np.int64)
-        return arr[:, 0], arr[:, 1]
+    def offsets(self, enc) -> Offsets:
+        offs = enc.offsets
+        return [s for s, _ in offs], [e for _, e in offs]
 
     def span(self, enc, i):
         return enc.token_to_chars(i)
@@ -99,9 +98,11 @@ class TiktokenTokenizer:
 
         self.name = name
         self._enc = tiktoken.get_encoding(encoding)
-        self._byte_len: np.ndarray | None = None
+        self._byte_len = None  # numpy array of each token's length in bytes, built on first use
 
-    def _lengths(self) -> np.ndarray:
+    def _lengths(self):
+        import numpy as np
+
         if self._byte_len is None:
             n = self._enc.n_vocab
             lens = np.zeros(n, dtype=np.int64)
@@ -120,21 +121,20 @@ class TiktokenTokenizer:
     def length(self, enc) -> int:
         return len(enc.ids)
 
-    def offsets(self, enc):
+    def offsets(self, enc) -> Offsets:
+        import numpy as np
+
         if enc._off is None:
             ends_b = np.cumsum(self._lengths()[np.asarray(enc.ids, dtype=np.int64)])
             starts_b = ends_b - self._lengths()[np.asarray(enc.ids, dtype=np.int64)]
-            if enc.text.isascii():
-                enc._off = (starts_b, ends_b)
-            else:
+            if not enc.text.isascii():
                 # byte offset -> code point index; a token that ends inside a character rounds out
                 cps = np.frombuffer(enc.text.encode("utf-32-le"), dtype=np.uint32)
                 width = 1 + (cps >= 0x80) + (cps >= 0x800) + (cps >= 0x10000)
                 char_byte = np.concatenate(([0], np.cumsum(width)))
-                enc._off = (
-                    np.searchsorted(char_byte, starts_b, side="right") - 1,
-                    np.searchsorted(char_byte, ends_b, side="left"),
-                )
+                starts_b = np.searchsorted(char_byte, starts_b, side="right") - 1
+                ends_b = np.searchsorted(char_byte, ends_b, side="left")
+            enc._off = (starts_b.tolist(), ends_b.tolist())
         return enc._off
 
     def span(self, enc, i):
@@ -189,17 +189,18 @@ class TokenIndex:
         self.encs = tokenizer.encode_batch([text[s:e] for s, e in zip(self.seg_starts, self.seg_ends)])
         counts = [tokenizer.length(e) for e in self.encs]
         self.cum = [0, *accumulate(counts)]  # tokens before segment i
-        self._off: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._off: dict[int, Offsets] = {}
 
     @property
     def total(self) -> int:
         return self.cum[-1]
 
-    def seg_offsets(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+    def seg_offsets(self, i: int) -> Offsets:
         off = self._off.get(i)
         if off is None:
             s, e = self.tok.offsets(self.encs[i])
-            off = (s + self.seg_starts[i], e + self.seg_starts[i])
+            base = self.seg_starts[i]
+            off = ([x + base for x in s], [x + base for x in e])
             self._off[i] = off
         return off
 
@@ -207,9 +208,7 @@ class TokenIndex:
         if a <= self.seg_starts[i] and b >= self.seg_ends[i]:
             return self.cum[i + 1] - self.cum[i]
         starts, ends = self.seg_offsets(i)
-        lo = int(np.searchsorted(starts, a, side="left"))
-        hi = int(np.searchsorted(ends, b, side="right"))
-        return max(0, hi - lo)
+        return max(0, bisect_right(ends, b) - bisect_left(starts, a))
 
     def count(self, a: int, b: int) -> int:
         """Tokens wholly inside text[a:b]."""
@@ -231,7 +230,7 @@ class TokenIndex:
         """Index of the first token that starts at or after ``pos``."""
         i = max(0, bisect_right(self.seg_starts, pos) - 1)
         starts, _ = self.seg_offsets(i)
-        j = int(np.searchsorted(starts, pos, side="left"))
+        j = bisect_left(starts, pos)
         if j == len(starts) and i + 1 < len(self.encs):
             return self.cum[i + 1]
         return self.cum[i] + j

@@ -5,9 +5,9 @@ returns a configured chunker, ``REGISTRY`` maps names to classes.
 """
 from chunkctl.chunkers import fixed, recursive, sentence, split_merge, structure  # noqa: F401  (registration)
 from chunkctl.chunkers.base import (REGISTRY, Chunker, ChunkContext, ChunkerError, Span, build_chunks,
-                                    chunk_document, describe, parse_spec)
+                                    chunk_all, chunk_document, describe, parse_spec)
 
 DEFAULT_SPEC = "recursive"
 
 __all__ = ["DEFAULT_SPEC", "REGISTRY", "Chunker", "ChunkContext", "ChunkerError", "Span", "build_chunks",
-           "chunk_document", "describe", "parse_spec"]
+           "chunk_all", "chunk_document", "describe", "parse_spec"]

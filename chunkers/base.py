@@ -12,10 +12,10 @@ import hashlib
 import json
 import typing
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterable, NamedTuple
+from typing import Any, ClassVar, Iterable, NamedTuple, Sequence
 
 from chunkctl.tokens import TokenIndex, get_tokenizer
-from chunkctl.types import Chunk, Document
+from chunkctl.types import Chunk, Document, RejectError
 
 
 class Span(NamedTuple):
@@ -184,3 +184,19 @@ def build_chunks(doc: Document, chunker: Chunker, spans: Iterable[Span], base: i
 def chunk_document(doc: Document, chunker: Chunker, ctx: ChunkContext, base: int = 0,
                    first_seq: int = 0) -> list[Chunk]:
     return build_chunks(doc, chunker, chunker.split(doc, ctx), base=base, first_seq=first_seq)
+
+
+def chunk_all(doc: Document, chunkers: Sequence[Chunker], ctx: ChunkContext, base: int = 0,
+              first_seq: dict[str, int] | None = None) -> dict[str, list[Chunk]]:
+    """Chunk one document with several strategies ({strategy_id: chunks}); any failure is a
+    RejectError of stage "chunk" naming the strategy, never an exception that stops a run."""
+    out = {}
+    for ch in chunkers:
+        try:
+            out[ch.strategy_id] = chunk_document(doc, ch, ctx, base=base,
+                                                 first_seq=(first_seq or {}).get(ch.strategy_id, 0))
+        except (ChunkerError, RejectError) as err:
+            raise RejectError("chunk", f"{ch.spec}: {err}") from None
+        except Exception as err:  # a chunker bug on odd input must not stop the run
+            raise RejectError("chunk", f"{ch.spec} failed: {type(err).__name__}: {err}") from None
+    return out

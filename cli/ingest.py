@@ -123,27 +123,18 @@ def chunk_cmd(
     pdf_backend: PdfBackend = "pdfium",
 ) -> None:
     """Chunk one file (or stdin) and print JSONL, one object per chunk; nothing is stored."""
-    import hashlib
-
-    from chunkctl.chunkers import ChunkContext
-    from chunkctl.parse import KINDS, MIME, kind_of, parse_bytes
-    from chunkctl.pipeline import chunk_all, doc_id_for
-    from chunkctl.types import Document, RejectError
+    from chunkctl.chunkers import ChunkContext, chunk_all
+    from chunkctl.parse import KINDS, load_document
+    from chunkctl.types import RejectError
 
     chunkers = chunkers_from(chunker)
     if fmt is not None and fmt not in set(KINDS.values()):
         fail(f"--format must be one of {', '.join(sorted(set(KINDS.values())))}", USAGE)
+    if file != "-" and not Path(file).is_file():
+        fail(f"{file}: no such file", USAGE)
     try:
-        if file == "-":
-            data, kind, name = sys.stdin.buffer.read(), fmt or "text", "-"
-        else:
-            path = Path(file)
-            if not path.is_file():
-                fail(f"{file}: no such file", USAGE)
-            data, kind, name = path.read_bytes(), fmt or kind_of(path), str(path)
-        parsed = parse_bytes(data, kind, Path(name).suffix.lower(), pdf_backend)
-        doc = Document(doc_id_for(name) if name != "-" else "-", name, hashlib.sha256(data).hexdigest(),
-                       MIME[kind], parsed.text, parsed.elements, parsed.pages, parsed.metadata)
+        data = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
+        doc = load_document(file, data, kind=fmt or ("text" if file == "-" else None), pdf_backend=pdf_backend)
         results = chunk_all(doc, chunkers, ChunkContext())
     except RejectError as e:
         err.print(f"rejected ({e.stage}): {e.reason}", highlight=False, markup=False)
@@ -152,7 +143,7 @@ def chunk_cmd(
     for ch in chunkers:
         for c in results[ch.strategy_id]:
             write(json.dumps({
-                "doc": name, "strategy": ch.spec, "seq": c.seq, "char_start": c.char_start,
+                "doc": file, "strategy": ch.spec, "seq": c.seq, "char_start": c.char_start,
                 "char_end": c.char_end, "page_start": c.page_start, "page_end": c.page_end,
                 "heading_path": list(c.heading_path), "n_tokens": c.n_tokens, "text": c.text,
                 **({"metadata": c.metadata} if c.metadata else {}),

@@ -15,13 +15,13 @@ START, END = "<!-- cli-reference:start -->", "<!-- cli-reference:end -->"
 
 
 def _param_row(p) -> str:
-    # Typer 0.29 vendors its own click: read the parameter's plain attributes, not click's API.
+    # Typer vendors its own copy of click: read the parameters' plain attributes only.
     if p.param_type_name == "argument":
         name = f"`{p.name.upper()}`"
         kind = "argument" + (", repeatable" if p.nargs == -1 else "")
     else:
         name = ", ".join(f"`{o}`" for o in (*p.opts, *p.secondary_opts))
-        kind = "flag" if getattr(p, "is_flag", False) else (p.metavar or p.bare_type().upper())
+        kind = "flag" if getattr(p, "is_flag", False) else (p.metavar or p.type.name.upper())
         if p.multiple:
             kind += ", repeatable"
     default = p.default

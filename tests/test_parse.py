@@ -7,7 +7,7 @@ import pytest
 
 from chunkctl.chunkers import ChunkContext, chunk_document, parse_spec
 from chunkctl.parse import kind_of, parse_bytes
-from chunkctl.pipeline import load_document
+from chunkctl.parse import load_document
 from chunkctl.types import RejectError
 
 from conftest import BENCH_DOCS, SAMPLE_DOCS
@@ -32,7 +32,7 @@ def test_markdown_elements_headings_table_and_code():
 
 def test_structure_chunks_keep_code_fences_and_tables_whole_where_they_fit():
     f = SAMPLE_DOCS / "guide.md"
-    doc = load_document(f, f.read_bytes(), "x")
+    doc = load_document(f, f.read_bytes())
     chunks = chunk_document(doc, parse_spec("structure:size=256"), ChunkContext())
     fence = [c for c in chunks if "```bash" in c.text]
     assert len(fence) == 1 and fence[0].text.count("```") == 2
@@ -43,7 +43,7 @@ def test_structure_chunks_keep_code_fences_and_tables_whole_where_they_fit():
 def test_oversized_table_pieces_carry_the_header_row():
     rows = "\n".join(f"| item {i} | {i * 3} grams | shelf {i % 7} |" for i in range(120))
     md = f"# Stock\n\n| Item | Weight | Shelf |\n|---|---|---|\n{rows}\n"
-    doc = load_document(SAMPLE_DOCS / "x.md", md.encode(), "x")
+    doc = load_document(SAMPLE_DOCS / "x.md", md.encode())
     chunks = chunk_document(doc, parse_spec("structure:size=100"), ChunkContext())
     pieces = [c for c in chunks if "item " in c.text]
     assert len(pieces) > 3
@@ -80,7 +80,7 @@ def test_pdf_pages_and_outline(backend):
     p = parse_bytes(f.read_bytes(), "pdf", ".pdf", backend)
     assert [pg.number for pg in p.pages] == [1, 2, 3]
     assert "1,940 seed packets" in p.text[p.pages[1].start:p.pages[1].end]
-    doc = load_document(f, f.read_bytes(), "x", backend)
+    doc = load_document(f, f.read_bytes(), pdf_backend=backend)
     chunks = chunk_document(doc, parse_spec("recursive:size=40"), ChunkContext())
     assert all(c.page_start is not None for c in chunks)
     assert {c.page_start for c in chunks} == {1, 2, 3}
@@ -94,7 +94,7 @@ def test_pdf_pages_and_outline(backend):
 
 def test_real_multipage_pdf_has_a_page_on_every_chunk():
     f = BENCH_DOCS / "pdf" / "redp5110_sampled.pdf"
-    doc = load_document(f, f.read_bytes(), "x")
+    doc = load_document(f, f.read_bytes())
     assert len(doc.pages) == 18
     chunks = chunk_document(doc, parse_spec("recursive:size=128"), ChunkContext())
     assert all(1 <= c.page_start <= c.page_end <= 18 for c in chunks)
@@ -167,7 +167,7 @@ def test_unstructured_pptx_offline(tmp_path):
     slide2.placeholders[1].text = "The hall costs forty euros."
     f = tmp_path / "plan.pptx"
     prs.save(f)
-    doc = load_document(f, f.read_bytes(), "x")
+    doc = load_document(f, f.read_bytes())
     assert "Seed swap planning" in doc.text and "forty euros" in doc.text
     assert doc.metadata["parser"] == "unstructured"
     chunks = chunk_document(doc, parse_spec("structure:size=16"), ChunkContext())
@@ -180,5 +180,5 @@ def test_unstructured_eml_offline(tmp_path):
     f.write_text("From: zoe@example.org\nTo: committee@example.org\nSubject: Vault hygrometer\n"
                  "Content-Type: text/plain; charset=utf-8\n\n"
                  "The new hygrometer arrived on Tuesday. It reads two percent lower than the old one.\n")
-    doc = load_document(f, f.read_bytes(), "x")
+    doc = load_document(f, f.read_bytes())
     assert "two percent lower" in doc.text

@@ -5,12 +5,14 @@ optional unstructured extra. Heavy parser libraries are imported only when a fil
 """
 from __future__ import annotations
 
+import hashlib
+import os
 from pathlib import PurePath
 
 from chunkctl.parse.blocks import Parsed
 from chunkctl.parse.pdf import PDF_BACKENDS
 from chunkctl.parse.unstructured import SUFFIXES as UNSTRUCTURED_SUFFIXES
-from chunkctl.types import RejectError
+from chunkctl.types import Document, RejectError
 
 KINDS = {
     ".txt": "text", ".text": "text", ".log": "text", ".csv": "text", ".tsv": "text",
@@ -24,7 +26,7 @@ MIME = {
     "unstructured": "application/octet-stream",
 }
 
-__all__ = ["KINDS", "MIME", "PDF_BACKENDS", "Parsed", "kind_of", "parse_bytes"]
+__all__ = ["KINDS", "MIME", "PDF_BACKENDS", "Parsed", "doc_id_for", "kind_of", "load_document", "parse_bytes"]
 
 
 def kind_of(path: str | PurePath) -> str:
@@ -59,3 +61,30 @@ def parse_bytes(data: bytes, kind: str, suffix: str = "", pdf_backend: str = "pd
         from chunkctl.parse.unstructured import parse_unstructured
         return parse_unstructured(data, suffix)
     raise ValueError(f"unknown parser kind {kind!r}")
+
+
+def doc_id_for(path: str | PurePath) -> str:
+    """Stable across edits of the file: derived from its absolute path ("-" for standard input)."""
+    if str(path) == "-":
+        return "-"
+    return hashlib.blake2b(os.path.abspath(path).encode(), digest_size=8).hexdigest()
+
+
+def load_document(path: str | PurePath, data: bytes, kind: str | None = None, pdf_backend: str = "pdfium",
+                  sha256: str | None = None) -> Document:
+    """Parse one file's bytes into a Document (RejectError for anything unusable). ``kind``
+    overrides the parser chosen by suffix (needed for standard input, path "-")."""
+    path = PurePath(path)
+    kind = kind or kind_of(path)
+    try:
+        parsed = parse_bytes(data, kind, path.suffix.lower(), pdf_backend)
+    except RejectError:
+        raise
+    except Exception as err:  # a parser bug or an exotic broken file: a reject, not a crash
+        raise RejectError("parse", f"{kind} parser failed: {type(err).__name__}: {err}") from None
+    meta = dict(parsed.metadata)
+    meta["parser"] = meta.get("parser", kind)
+    if parsed.pages:
+        meta["page_spans"] = [[p.number, p.start, p.end] for p in parsed.pages]
+    return Document(doc_id_for(path), str(path), sha256 or hashlib.sha256(data).hexdigest(), MIME[kind],
+                    parsed.text, parsed.elements, parsed.pages, meta)
