@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -41,6 +42,9 @@ def ingest_cmd(
 
     if pdf_backend not in PDF_BACKENDS:
         fail(f"--pdf-backend must be one of {', '.join(PDF_BACKENDS)}", USAGE)
+    missing = [str(p) for p in paths if not os.path.lexists(p)]  # a typo, not a bad input
+    if missing:
+        fail(f"no such file or folder: {', '.join(missing)}", USAGE)
     options = IngestOptions(chunkers_from(chunker), include=include or (), exclude=exclude or (),
                             force=force, prune=prune, pdf_backend=pdf_backend, stream_threshold=stream_mb << 20)
     try:

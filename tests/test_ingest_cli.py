@@ -183,3 +183,15 @@ def test_doctor_reports_an_offline_ready_install(cli):
 def test_version(cli):
     code, out, _ = cli("--version")
     assert code == 0 and out.startswith("chunkctl ")
+
+
+def test_include_exclude_and_missing_paths(cli, sample_copy, tmp_path):
+    db = tmp_path / "s.duckdb"
+    code, out, _ = cli("ingest", sample_copy, "--db", db, "--include", "*.md", "--include", "*.html", "--json")
+    assert code == 0 and json.loads(out)["new"] == 2
+    code, out, _ = cli("ingest", sample_copy, "--db", db, "--exclude", "*.pdf", "--exclude", "*.docx", "--json")
+    assert code == 0 and json.loads(out)["new"] == 1  # notes.txt; the two above are unchanged
+    assert {Path(p).name for (p,) in store_rows(db, "SELECT path FROM documents")} == {
+        "guide.md", "station.html", "notes.txt"}
+    code, _, err = cli("ingest", tmp_path / "no-such-folder", "--db", db)
+    assert code == 2 and "no such file or folder" in err

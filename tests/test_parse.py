@@ -40,6 +40,19 @@ def test_structure_chunks_keep_code_fences_and_tables_whole_where_they_fit():
     assert len(table) == 1 and "| Squash and melons |" in table[0].text
 
 
+@pytest.mark.parametrize("spec", ["recursive:size=100", "recursive:size=100,overlap=20", "structure:size=100"])
+def test_code_fences_and_tables_are_not_cut_where_they_fit(spec):
+    fence = "```python\n" + "\n\n".join(f"def step_{i}(jar):\n    return jar.seal({i})" for i in range(6)) + "\n```"
+    table = "| crop | days |\n|---|---|\n" + "\n".join(f"| crop {i} | {i} |" for i in range(8))
+    prose = " ".join(f"Sentence {i} about storing seed in cool jars." for i in range(12))
+    md = f"# Guide\n\n{prose}\n\n{fence}\n\n{prose}\n\n{table}\n\n{prose}\n"
+    doc = load_document(SAMPLE_DOCS / "x.md", md.encode())
+    chunks = chunk_document(doc, parse_spec(spec), ChunkContext())
+    for block in (fence, table):
+        assert any(block in c.text for c in chunks), f"{spec} cut a block that fits"
+    assert all(c.n_tokens <= 100 for c in chunks)
+
+
 def test_oversized_table_pieces_carry_the_header_row():
     rows = "\n".join(f"| item {i} | {i * 3} grams | shelf {i % 7} |" for i in range(120))
     md = f"# Stock\n\n| Item | Weight | Shelf |\n|---|---|---|\n{rows}\n"
