@@ -158,7 +158,7 @@ def get_tokenizer(name: str = "minilm") -> Tokenizer:
     raise ValueError(f"unknown tokenizer {name!r}: use minilm, cl100k or a path to a tokenizer.json")
 
 
-def segment_bounds(text: str, base: int = 0, max_len: int = _MAX_SEGMENT) -> list[int]:
+def segment_bounds(text: str, max_len: int = _MAX_SEGMENT) -> list[int]:
     """Start offsets of paragraph segments covering ``text`` (each segment keeps its trailing blank
     line). Segments longer than ``max_len`` are cut after whitespace."""
     starts = [0]
@@ -175,7 +175,7 @@ def segment_bounds(text: str, base: int = 0, max_len: int = _MAX_SEGMENT) -> lis
             cut = s + max_len // 2 + m.end() if m else s + max_len
             bounded.append(cut)
             s = cut
-    return [base + s for s in bounded] if base else bounded
+    return bounded
 
 
 class TokenIndex:
