@@ -163,3 +163,30 @@ def test_streamed_file_failing_midway_leaves_no_partial_chunks_and_reruns(tmp_pa
         rows = store.query("SELECT seq, char_start, char_end, text FROM chunks ORDER BY seq")
         assert [r[0] for r in rows] == list(range(len(rows))) and all(text[s:e] == t for _, s, e, t in rows)
         assert store.query("SELECT n_chunks FROM document_strategies") == [(len(rows),)]
+
+
+@pytest.mark.slow
+def test_a_200_mb_text_file_ingests_in_bounded_memory(tmp_path):
+    """The issue's large-input case at full size: streamed, every chunk stored, peak RSS < 1 GB."""
+    src = tmp_path / "in" / "huge.txt"
+    src.parent.mkdir()
+    rng = random.Random(11)
+    words = ["seed", "vault", "onion", "bean", "frost", "ledger", "Zoë", "naïve", "种子", "🌱", "humidity"]
+    para = "\r\n\r\n".join(" ".join(rng.choice(words) for _ in range(rng.randint(40, 160))) for _ in range(400))
+    block = (para + "\r\n\r\n").encode("utf-8")
+    reps = 200_000_000 // len(block) + 1
+    with open(src, "wb") as fh:
+        for _ in range(reps):
+            fh.write(block)
+    db = tmp_path / "huge.duckdb"
+    probe = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+             "print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.stderr.write(r.stderr)")
+    res = subprocess.run([sys.executable, "-c", probe, *CHUNKCTL, "ingest", src.parent, "--db", db, "-q"],
+                         capture_output=True, text=True, timeout=900)
+    code, peak_kb = map(int, res.stdout.split())
+    assert code == 0, res.stderr[-2000:]
+    assert peak_kb < 1024 * 1024, f"peak RSS {peak_kb // 1024} MB"
+    (n_chars,), = store_rows(db, "SELECT n_chars FROM documents")
+    assert n_chars == reps * len((para + "\r\n\r\n").replace("\r\n", "\n"))
+    (done,), = store_rows(db, "SELECT n_chunks FROM document_strategies")
+    assert done == store_rows(db, "SELECT count(*) FROM chunks")[0][0] > 0
