@@ -25,6 +25,8 @@ demo: install
 	$(VENV)/bin/chunkctl ingest sample_docs/ --exclude '*.jsonl' --db demo.duckdb -c recursive:size=128 -c structure
 	$(VENV)/bin/chunkctl stats --db demo.duckdb
 	$(VENV)/bin/chunkctl show report.pdf --db demo.duckdb --strategy recursive
+	$(VENV)/bin/chunkctl embed --db demo.duckdb
+	$(VENV)/bin/chunkctl search "How long do returned seed packets stay in quarantine?" --db demo.duckdb -k 3 --mode hybrid
 
 test: install
 	$(PY) -m pytest -q

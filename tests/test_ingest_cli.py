@@ -37,7 +37,7 @@ def test_ingest_sample_docs_and_offsets_hold_in_sql(cli, sample_copy, tmp_path):
     assert store_rows(db, "SELECT count(*) FROM chunks WHERE heading_path = []"
                           " AND doc_id IN (SELECT doc_id FROM documents WHERE mime = 'text/markdown')")[0][0] == 0
     names = {r[0] for r in store_rows(db, "SELECT name FROM migrations")}
-    assert names == {"001_initial"}
+    assert names == {"001_initial", "002_embeddings"}
 
 
 def test_reingest_unchanged_writes_nothing_and_says_so(cli, sample_copy, tmp_path):
@@ -114,7 +114,7 @@ def test_export_parquet_round_trips_every_table(cli, sample_copy, tmp_path):
     code, out, _ = cli("export", "--db", db, "--parquet", tmp_path / "pq")
     assert code == 0
     con = duckdb.connect()
-    for table, n in counts(db).items():
+    for table, n in counts(db).items():  # (the embedding tables are covered in test_embed_search)
         f = tmp_path / "pq" / f"{table}.parquet"
         assert f.exists()
         assert con.execute(f"SELECT count(*) FROM read_parquet('{f}')").fetchone()[0] == n

@@ -1,0 +1,121 @@
+"""The embedding stage and search, with the real packaged MiniLM models and a real store."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from chunkctl.embed import DeviceError, get_embedder, resolve_device
+
+from conftest import SAMPLE_DOCS, store_rows
+
+
+@pytest.fixture(scope="module")
+def onnx():
+    return get_embedder("minilm-onnx")
+
+
+def test_onnx_int8_agrees_with_sentence_transformers(onnx):
+    st = get_embedder("minilm-st", "cpu")
+    texts = ["Returned packets go into the grey quarantine tray for fourteen days.",
+             "The vault is kept cool and dry.", "Tomatoes are planted out after the last frost.", "種子 🌱"]
+    a, b = onnx.embed(texts), st.embed(texts)
+    assert a.shape == b.shape == (4, 384) and a.dtype == np.float32
+    assert np.allclose(np.linalg.norm(a, axis=1), 1, atol=1e-5)
+    assert (a * b).sum(1).min() > 0.998
+    assert onnx.model_id != st.model_id  # int8 and fp32 vectors never share a cache entry
+
+
+def test_devices_auto_falls_back_and_explicit_missing_devices_are_usage_errors(cli, tmp_path):
+    assert resolve_device("auto") in ("cpu", "cuda", "mps")
+    try:
+        import torch
+        has_cuda = torch.cuda.is_available()
+    except ImportError:
+        has_cuda = False
+    if not has_cuda:
+        with pytest.raises(DeviceError, match="no CUDA device"):
+            resolve_device("cuda")
+        code, _, err = cli("embed", "--db", tmp_path / "x.duckdb", "--device", "cuda")
+        assert code == 2 and "no CUDA device" in err
+
+
+def _ingest(cli, db, src=SAMPLE_DOCS):
+    code, _, err = cli("ingest", src, "--db", db, "--exclude", "*.jsonl", "-q", "-c", "recursive:size=96")
+    assert code == 0, err
+
+
+def test_every_chunk_gets_exactly_one_vector_and_reruns_embed_nothing(cli, tmp_path):
+    db = tmp_path / "s.duckdb"
+    _ingest(cli, db)
+    code, out, _ = cli("embed", "--db", db, "--embed", "minilm-onnx", "--json")
+    first = json.loads(out)
+    n_chunks = store_rows(db, "SELECT count(*) FROM chunks")[0][0]
+    assert code == 0 and first["chunks"] == n_chunks and first["embedded"] + first["cached"] == n_chunks
+    assert store_rows(db, "SELECT count(*), count(DISTINCT chunk_id) FROM embeddings") == [(n_chunks, n_chunks)]
+    assert store_rows(db, "SELECT DISTINCT len(vec) FROM embeddings") == [(384,)]
+    code, out, _ = cli("embed", "--db", db, "--embed", "minilm-onnx", "--json")
+    assert json.loads(out) | {"seconds": 0} == {"model_id": first["model_id"], "chunks": 0, "embedded": 0,
+                                                 "cached": 0, "seconds": 0}
+
+
+def test_a_changed_document_reembeds_only_its_changed_chunks(cli, sample_copy, tmp_path):
+    db = tmp_path / "s.duckdb"
+    _ingest(cli, db, sample_copy)
+    assert cli("embed", "--db", db, "--embed", "minilm-onnx")[0] == 0
+    guide = sample_copy / "guide.md"
+    guide.write_text(guide.read_text().replace("fourteen days", "twenty-one days"))
+    _ingest(cli, db, sample_copy)
+    changed = store_rows(db, "SELECT count(*) FROM chunks c JOIN documents d USING (doc_id) "
+                             "WHERE d.path LIKE '%guide.md' AND c.text LIKE '%twenty-one days%'")[0][0]
+    guide_chunks = store_rows(db, "SELECT count(*) FROM chunks c JOIN documents d USING (doc_id) "
+                                  "WHERE d.path LIKE '%guide.md'")[0][0]
+    code, out, _ = cli("embed", "--db", db, "--embed", "minilm-onnx", "--json")
+    res = json.loads(out)
+    assert res["chunks"] == guide_chunks and res["embedded"] == changed == 1
+    assert res["cached"] == guide_chunks - 1
+    assert store_rows(db, "SELECT count(*) FROM chunks c LEFT JOIN embeddings e USING (chunk_id) "
+                          "WHERE e.chunk_id IS NULL") == [(0,)]
+    assert store_rows(db, "SELECT count(*) FROM embeddings WHERE chunk_id NOT IN (SELECT chunk_id FROM chunks)") == [(0,)]
+
+
+def test_one_model_id_cannot_mix_dimensions(tmp_path, onnx):
+    from chunkctl.store import Store
+    from chunkctl.store.vectors import ensure_model
+
+    with Store(tmp_path / "s.duckdb") as store:
+        ensure_model(store, onnx.model_id, 384)
+        with pytest.raises(ValueError, match="cannot mix dimensions"):
+            ensure_model(store, onnx.model_id, 768)
+
+
+@pytest.mark.parametrize("mode", ["vector", "bm25", "hybrid"])
+def test_search_finds_the_answer_of_sample_questions(cli, tmp_path, mode):
+    db = tmp_path / "s.duckdb"
+    _ingest(cli, db)
+    assert cli("embed", "--db", db, "--embed", "minilm-onnx")[0] == 0
+    questions = [json.loads(line) for line in (SAMPLE_DOCS / "qa.jsonl").read_text().splitlines()]
+    found = 0
+    for q in questions:
+        code, out, err = cli("search", q["question"], "--db", db, "--mode", mode, "-k", "3", "--embed",
+                             "minilm-onnx", "--json")
+        assert code == 0, err
+        hits = json.loads(out)
+        assert len(hits) <= 3 and all(h["text"] for h in hits)
+        found += any(h["path"].endswith(q["doc"]) and h["char_start"] <= q["char_start"]
+                     and q["char_end"] <= h["char_end"] for h in hits)
+    assert found / len(questions) >= 0.7, f"{mode}: {found}/{len(questions)} answers in the top 3"
+
+
+def test_bm25_index_follows_changes_and_strategies(cli, sample_copy, tmp_path):
+    db = tmp_path / "s.duckdb"
+    _ingest(cli, db, sample_copy)
+    code, out, _ = cli("search", "marmalade", "--db", db, "--mode", "bm25", "--json")
+    assert json.loads(out) == []
+    (sample_copy / "jam.md").write_text("# Jam\n\nThe library sells marmalade at the seed swap.\n")
+    _ingest(cli, db, sample_copy)
+    code, out, _ = cli("search", "marmalade", "--db", db, "--mode", "bm25", "--json", "--strategy", "recursive")
+    assert [h["path"].rsplit("/", 1)[-1] for h in json.loads(out)] == ["jam.md"]
+    code, _, err = cli("search", "x", "--db", db, "--mode", "vector", "--embed", "minilm-onnx")
+    assert code == 2 and "run `chunkctl embed" in err
