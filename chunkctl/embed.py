@@ -144,3 +144,91 @@ def get_embedder(name: str = "minilm", device: str = "auto") -> Embedder:
     if Path(name).is_dir():
         return SentenceTransformerEmbedder(Path(name), dev)
     raise ValueError(f"unknown embedding model {name!r}: use {', '.join(EMBEDDERS)} or a local model folder")
+
+
+class PretokenizedEncoder:
+    """A BERT-style sentence-transformers model (mean pooling, normalised) run on token ids that
+    the chunker already computed with the same tokenizer: no second tokenization, which is what
+    bounds ``SentenceTransformer.encode()`` on a GPU. Batches are length-sorted (little padding) and
+    padded on a helper thread while the GPU runs the previous batch; fp16 on CUDA, fp32 elsewhere.
+    """
+
+    def __init__(self, model_dir: str | Path, device: str = "cpu", model_id: str | None = None,
+                 max_tokens: int = MINILM_MAX_TOKENS, batch_size: int | None = None, half: bool | None = None):
+        import json
+
+        import torch
+        from transformers import AutoModel
+
+        self.device = device
+        # 2048 reached 83% of the model's GPU-only ceiling on an H200, 1024 only 68% (bench/embed_gpu.py)
+        self.batch_size = batch_size or (2048 if device == "cuda" else 64)
+        self.max_tokens = max_tokens
+        self.model_id = model_id or Path(str(model_dir)).name
+        dtype = torch.float16 if (device == "cuda" if half is None else half) else torch.float32
+        self.model = AutoModel.from_pretrained(str(model_dir), local_files_only=True, dtype=dtype).to(device).eval()
+        self.dim = self.model.config.hidden_size
+        vocab = json.loads((Path(model_dir) / "tokenizer.json").read_text())["model"]["vocab"]
+        self.cls, self.sep, self.pad = vocab["[CLS]"], vocab["[SEP]"], vocab["[PAD]"]
+        self._tokenizer_path = Path(model_dir) / "tokenizer.json"
+
+    def _batches(self, ids: Sequence[Sequence[int]], order: list[int]):
+        """(positions, input ids, attention mask) per batch, as (pinned) CPU tensors; padding is
+        vectorised: one flat array of the batch's ids scattered under a mask."""
+        from itertools import chain
+
+        import numpy as np
+        import torch
+
+        body = self.max_tokens - 2
+        for s in range(0, len(order), self.batch_size):
+            pos = order[s:s + self.batch_size]
+            n = len(pos)
+            lens = np.fromiter((min(len(ids[i]), body) for i in pos), dtype=np.int64, count=n)
+            flat = np.fromiter(chain.from_iterable(ids[i][:body] for i in pos), dtype=np.int64, count=int(lens.sum()))
+            cols = np.arange(int(lens.max()) + 2)[None, :]
+            arr = np.full((n, cols.shape[1]), self.pad, dtype=np.int64)
+            arr[(cols >= 1) & (cols <= lens[:, None])] = flat
+            arr[:, 0] = self.cls
+            arr[np.arange(n), lens + 1] = self.sep
+            ids_t = torch.from_numpy(arr)
+            mask_t = torch.from_numpy((cols <= lens[:, None] + 1).astype(np.int64))
+            if self.device == "cuda":
+                ids_t, mask_t = ids_t.pin_memory(), mask_t.pin_memory()
+            yield pos, ids_t, mask_t
+
+    def embed_ids(self, ids: Sequence[Sequence[int]]):
+        """Vectors for token-id sequences (without special tokens), in input order."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        import numpy as np
+        import torch
+
+        if not len(ids):
+            return np.zeros((0, self.dim), dtype=np.float32)
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        results = []  # stay on the device: any host-built index here would stall the stream per batch
+        batches = self._batches(ids, order)
+        with ThreadPoolExecutor(1) as pool, torch.inference_mode():
+            ahead = pool.submit(next, batches, None)
+            while (item := ahead.result()) is not None:
+                ahead = pool.submit(next, batches, None)  # pad the next batch while this one runs
+                _, ids_t, mask_t = item
+                ids_t = ids_t.to(self.device, non_blocking=True)
+                mask_t = mask_t.to(self.device, non_blocking=True)
+                hidden = self.model(input_ids=ids_t, attention_mask=mask_t).last_hidden_state
+                m = mask_t.unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1)
+                results.append(torch.nn.functional.normalize(pooled.float(), dim=-1))
+        sorted_vecs = torch.cat(results).cpu().numpy()
+        out = np.empty_like(sorted_vecs)
+        out[order] = sorted_vecs  # back to input order
+        return out
+
+    def embed(self, texts: Sequence[str]):
+        from tokenizers import Tokenizer
+
+        tok = Tokenizer.from_file(str(self._tokenizer_path))
+        tok.no_padding()
+        tok.enable_truncation(self.max_tokens - 2)
+        return self.embed_ids([e.ids for e in tok.encode_batch(list(texts), add_special_tokens=False)])

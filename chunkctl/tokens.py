@@ -220,6 +220,21 @@ class TokenIndex:
             return self._partial(s0, a, b)
         return self._partial(s0, a, b) + self.cum[s1] - self.cum[s0 + 1] + self._partial(s1, a, b)
 
+    def ids_in(self, a: int, b: int) -> list[int]:
+        """Token ids of the tokens wholly inside text[a:b]: what the embedder needs, without
+        tokenizing the chunk again (tokenize once)."""
+        if b <= a:
+            return []
+        out: list[int] = []
+        for i in range(bisect_right(self.seg_starts, a) - 1, bisect_right(self.seg_starts, b - 1)):
+            ids = self.tok.ids(self.encs[i])
+            if a <= self.seg_starts[i] and b >= self.seg_ends[i]:
+                out.extend(ids)
+            else:
+                starts, ends = self.seg_offsets(i)
+                out.extend(ids[bisect_left(starts, a):bisect_right(ends, b)])
+        return out
+
     def token_span(self, t: int) -> tuple[int, int]:
         """Character span of the t-th token of the text."""
         i = bisect_right(self.cum, t) - 1

@@ -119,3 +119,35 @@ def test_bm25_index_follows_changes_and_strategies(cli, sample_copy, tmp_path):
     assert [h["path"].rsplit("/", 1)[-1] for h in json.loads(out)] == ["jam.md"]
     code, _, err = cli("search", "x", "--db", db, "--mode", "vector", "--embed", "minilm-onnx")
     assert code == 2 and "run `chunkctl embed" in err
+
+
+def test_chunk_token_ids_are_what_retokenizing_the_chunk_gives():
+    """Tokenize once: the ids a chunker's TokenIndex hands over equal a fresh tokenization of
+    the chunk text, for every chunk of the whitespace-cut chunkers."""
+    from chunkctl.chunkers import ChunkContext, chunk_document, parse_spec
+    from chunkctl.parse import load_document
+    from chunkctl.tokens import get_tokenizer
+
+    tok = get_tokenizer("minilm")
+    for name in ("guide.md", "notes.txt", "report.pdf"):
+        f = SAMPLE_DOCS / name
+        doc = load_document(f, f.read_bytes())
+        ctx = ChunkContext()
+        idx = ctx.tokens(doc.text, "minilm")
+        for c in chunk_document(doc, parse_spec("recursive:size=48"), ctx):
+            assert idx.ids_in(c.char_start, c.char_end) == tok.encode_batch([c.text])[0].ids
+
+
+def test_pretokenized_encoder_matches_sentence_transformers_on_cpu():
+    """The GPU path's code, run on the CPU: same vectors as encode() from the same token ids."""
+    from chunkctl.embed import PretokenizedEncoder, minilm_model_dir
+    from chunkctl.tokens import TokenIndex, get_tokenizer
+
+    text = (SAMPLE_DOCS / "guide.md").read_text() + "\n\n" + "種子 🌱 Zoë. " * 200
+    idx = TokenIndex(text, get_tokenizer("minilm"))
+    spans = [(idx.token_span(t)[0], idx.token_span(min(t + 199, idx.total - 1))[1]) for t in range(0, idx.total, 60)]
+    enc = PretokenizedEncoder(minilm_model_dir(), "cpu", batch_size=3)  # odd batches: ordering is restored
+    ours = enc.embed_ids([idx.ids_in(a, b) for a, b in spans])
+    ref = get_embedder("minilm-st", "cpu").embed([text[a:b] for a, b in spans])
+    assert ours.shape == ref.shape and (ours * ref).sum(1).min() > 0.999
+    assert enc.embed_ids([]).shape == (0, 384)
