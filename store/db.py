@@ -25,7 +25,7 @@ DEFAULT_DB = "chunkctl.duckdb"
 # text and chunks: a 200 MB text file needs about 450 MB here.
 MEMORY_LIMIT = "768MB"
 TABLES = ("documents", "chunks", "strategies", "document_strategies", "runs", "rejects", "migrations",
-          "embeddings", "embedding_cache", "embedding_models")
+          "embeddings", "embedding_cache", "embedding_models", "fts_indexes")
 
 
 def _now() -> datetime:

@@ -77,6 +77,12 @@ MIGRATIONS: list[tuple[str, str]] = [
             dim        INTEGER NOT NULL,
             created_at TIMESTAMP
         );
+        -- BM25 indexes (DuckDB fts) per strategy, and the state of the chunks each was built from
+        CREATE TABLE fts_indexes (
+            name        VARCHAR NOT NULL,
+            strategy_id VARCHAR,
+            fingerprint VARCHAR NOT NULL
+        );
         CREATE INDEX embeddings_chunk ON embeddings (chunk_id, model_id);
         CREATE INDEX embedding_cache_key ON embedding_cache (model_id, text_sha256);
     """),

@@ -117,7 +117,6 @@ def _fts_table(store: Store, strategy: str | None) -> str:
     name = "fts_" + hashlib.blake2b((strategy or "*").encode(), digest_size=4).hexdigest()
     fingerprint = str(store.query("SELECT count(*), coalesce(sum(hash(chunk_id)), 0) FROM chunks "
                                   "WHERE ? IS NULL OR strategy_id = ?", [strategy, strategy])[0])
-    store.con.execute("CREATE TABLE IF NOT EXISTS fts_indexes (name VARCHAR, strategy_id VARCHAR, fingerprint VARCHAR)")
     if store.query("SELECT fingerprint FROM fts_indexes WHERE name = ?", [name]) != [(fingerprint,)]:
         with store.transaction():
             store.con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT chunk_id, text FROM chunks "
