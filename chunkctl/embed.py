@@ -165,12 +165,13 @@ class PretokenizedEncoder:
         self.batch_size = batch_size or (2048 if device == "cuda" else 64)
         self.max_tokens = max_tokens
         self.model_id = model_id or Path(str(model_dir)).name
+        self._model_dir = Path(model_dir)
         dtype = torch.float16 if (device == "cuda" if half is None else half) else torch.float32
         self.model = AutoModel.from_pretrained(str(model_dir), local_files_only=True, dtype=dtype).to(device).eval()
         self.dim = self.model.config.hidden_size
         vocab = json.loads((Path(model_dir) / "tokenizer.json").read_text())["model"]["vocab"]
         self.cls, self.sep, self.pad = vocab["[CLS]"], vocab["[SEP]"], vocab["[PAD]"]
-        self._tokenizer_path = Path(model_dir) / "tokenizer.json"
+        self._tokenizer = None  # loaded on the first embed(texts); embed_ids needs none
 
     def _batches(self, ids: Sequence[Sequence[int]], order: list[int]):
         """(positions, input ids, attention mask) per batch, as (pinned) CPU tensors; padding is
@@ -226,9 +227,11 @@ class PretokenizedEncoder:
         return out
 
     def embed(self, texts: Sequence[str]):
-        from tokenizers import Tokenizer
+        if self._tokenizer is None:
+            from tokenizers import Tokenizer
 
-        tok = Tokenizer.from_file(str(self._tokenizer_path))
-        tok.no_padding()
-        tok.enable_truncation(self.max_tokens - 2)
-        return self.embed_ids([e.ids for e in tok.encode_batch(list(texts), add_special_tokens=False)])
+            self._tokenizer = Tokenizer.from_file(str(self._model_dir / "tokenizer.json"))
+            self._tokenizer.no_padding()
+            self._tokenizer.enable_truncation(self.max_tokens - 2)
+        encs = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
+        return self.embed_ids([e.ids for e in encs])

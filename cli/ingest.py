@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from chunkctl.cli.options import Chunkers, Db, Json, PdfBackend, Quiet
-from chunkctl.cli.render import OK, PARTIAL, USAGE, chunkers_from, err, fail, out, print_json
+from chunkctl.cli.render import OK, PARTIAL, USAGE, chunkers_from, err, fail, open_store, out, print_json
 
 
 def ingest_cmd(
@@ -38,8 +38,6 @@ def ingest_cmd(
     """
     from chunkctl.parse import PDF_BACKENDS
     from chunkctl.pipeline import IngestOptions, ingest
-    from chunkctl.store import Store
-
     if pdf_backend not in PDF_BACKENDS:
         fail(f"--pdf-backend must be one of {', '.join(PDF_BACKENDS)}", USAGE)
     missing = [str(p) for p in paths if not os.path.lexists(p)]  # a typo, not a bad input
@@ -47,10 +45,7 @@ def ingest_cmd(
         fail(f"no such file or folder: {', '.join(missing)}", USAGE)
     options = IngestOptions(chunkers_from(chunker), include=include or (), exclude=exclude or (),
                             force=force, prune=prune, pdf_backend=pdf_backend, stream_threshold=stream_mb << 20)
-    try:
-        store = Store(db)
-    except Exception as e:  # locked by another process, not a DuckDB file, ...
-        fail(f"cannot open store {db}: {e}")
+    store = open_store(db, create=True)
     command = "ingest " + " ".join(sys.argv[2:]) if len(sys.argv) > 1 else "ingest"
     with store, _progress(quiet or json_out, verbose) as on_file:
         result = ingest(store, [str(p) for p in paths], options, command=command, on_file=on_file)

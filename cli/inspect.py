@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from chunkctl.cli.options import Db, Json
-from chunkctl.cli.render import USAGE, fail, out, print_json
+from chunkctl.cli.render import USAGE, fail, open_store, out, print_json
 
 
 def chunkers_cmd(json_out: Json = False) -> None:
@@ -31,20 +31,9 @@ def chunkers_cmd(json_out: Json = False) -> None:
     out.print("Spec syntax: name or name:key=value,key=value, e.g. recursive:size=256,overlap=32", highlight=False)
 
 
-def _open(db: str):
-    from chunkctl.store import Store
-
-    try:
-        return Store(db, read_only=True)
-    except FileNotFoundError:
-        fail(f"no store at {db} (run `chunkctl ingest` first, or pass --db)", USAGE)
-    except Exception as e:
-        fail(f"cannot open store {db}: {e}")
-
-
 def stats_cmd(db: Db = "chunkctl.duckdb", json_out: Json = False) -> None:
     """Per strategy: documents, chunks, and the distribution of chunk sizes in tokens."""
-    with _open(db) as store:
+    with open_store(db, read_only=True) as store:
         docs, chars = store.query("SELECT count(*), coalesce(sum(n_chars), 0) FROM documents")[0]
         rows = store.query("""
             SELECT c.strategy_id, any_value(s.name), count(DISTINCT c.doc_id), count(*),
@@ -82,7 +71,7 @@ def show_cmd(
     """Show a document's chunks with their boundaries, offsets, pages and headings."""
     import os
 
-    with _open(db) as store:
+    with open_store(db, read_only=True) as store:
         rows = store.query("SELECT doc_id, path FROM documents")
         absolute = os.path.abspath(doc)
         hits = [r for r in rows if doc in (r[0], r[1]) or r[1] == absolute]
@@ -123,7 +112,7 @@ def export_cmd(
     """Write every table of the store as Parquet (DuckDB COPY)."""
     from chunkctl.store import export_parquet
 
-    with _open(db) as store:
+    with open_store(db, read_only=True) as store:
         written = export_parquet(store, parquet)
     for p in written:
         out.print(str(p), highlight=False)

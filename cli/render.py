@@ -25,6 +25,21 @@ def print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
 
 
+def open_store(db: str, read_only: bool = False, create: bool = False):
+    """The store, or a clear error: exit 2 when it does not exist (unless ``create``), 1 when it
+    cannot be opened (locked by another process, not a DuckDB file, ...)."""
+    from pathlib import Path
+
+    from chunkctl.store import Store
+
+    if not create and not Path(db).exists():
+        fail(f"no store at {db} (run `chunkctl ingest` first, or pass --db)", USAGE)
+    try:
+        return Store(db, read_only=read_only)
+    except Exception as e:  # DuckDB raises several types for an unusable file
+        fail(f"cannot open store {db}: {e}")
+
+
 def chunkers_from(specs: list[str] | None):
     from chunkctl.chunkers import DEFAULT_SPEC, parse_spec
 

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 import typer
 
 from chunkctl.cli.options import Db, Json, Quiet
-from chunkctl.cli.render import USAGE, err, fail, out, print_json
+from chunkctl.cli.render import USAGE, err, fail, open_store, out, print_json
 
 Model = Annotated[str, typer.Option("--embed", envvar="CHUNKCTL_EMBED", metavar="MODEL",
                                     help="Embedding model: minilm (default: int8 ONNX on the CPU, fp32 "
@@ -29,26 +29,13 @@ def _embedder(model: str, device: str):
         fail(str(e), USAGE)
 
 
-def _store(db: str):
-    from pathlib import Path
-
-    from chunkctl.store import Store
-
-    if not Path(db).exists():
-        fail(f"no store at {db} (run `chunkctl ingest` first, or pass --db)", USAGE)
-    try:
-        return Store(db)
-    except Exception as e:  # locked by another process, not a DuckDB file, ...
-        fail(f"cannot open store {db}: {e}")
-
-
 def embed_cmd(db: Db = "chunkctl.duckdb", model: Model = "minilm", device: Device = "auto",
               strategy: Strategy = None, quiet: Quiet = False, json_out: Json = False) -> None:
     """Embed every stored chunk that has no vector for the model yet (cached by exact text)."""
     from chunkctl.store.vectors import embed_chunks
 
     embedder = _embedder(model, device)
-    with _store(db) as store:
+    with open_store(db) as store:
         try:
             result = embed_chunks(store, embedder, strategy)
         except ValueError as e:
@@ -78,7 +65,7 @@ def search_cmd(
     if mode not in MODES:
         fail(f"--mode must be one of {', '.join(MODES)}", USAGE)
     embedder = _embedder(model, device) if mode != "bm25" else None
-    with _store(db) as store:
+    with open_store(db) as store:
         if embedder is not None and not store.query("SELECT 1 FROM embeddings WHERE model_id = ? LIMIT 1",
                                                     [embedder.model_id]):
             fail(f"no {embedder.model_id} vectors in {db}: run `chunkctl embed --db {db}` first", USAGE)
