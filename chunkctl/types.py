@@ -8,14 +8,11 @@ from bisect import bisect_right
 from dataclasses import dataclass, field
 from typing import Any
 
-ELEMENT_KINDS = ("heading", "paragraph", "list", "table", "code")
-
-
 @dataclass(frozen=True, slots=True)
 class Element:
     """A structural block of the document: its kind, span and the headings above it."""
 
-    kind: str
+    kind: str  # heading | paragraph | list | table | code
     start: int
     end: int
     heading_path: tuple[str, ...] = ()

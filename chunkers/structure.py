@@ -37,7 +37,7 @@ class Structure(Chunker):
         if not elements:
             return merge(idx, split_span(idx, 0, len(doc.text), self.size, SEPARATORS), self.size)
         spans: list[Span] = []
-        for sec in _sections(doc.text, elements):
+        for sec in _sections(elements):
             spans.extend(self._section(idx, sec))
         return _combine(idx, spans, self.size) if self.combine else spans
 
@@ -68,7 +68,7 @@ class Structure(Chunker):
         return [Span(s.start, s.end, s.n_tokens, header) for s in merge(idx, rows, self.size)]
 
 
-def _sections(text: str, elements: list[Element]) -> list[list[Element]]:
+def _sections(elements: list[Element]) -> list[list[Element]]:
     """Group elements: a new section at every heading."""
     groups: list[list[Element]] = []
     for el in elements:

@@ -22,7 +22,6 @@ SPECS = [
     "split-merge", "split-merge:size=40,overlap=8",
     "split-merge:size=40,merging=small_only,min_tokens=12", "split-merge:size=40,order=backward",
 ]
-UNCAPPED = {"structure"}  # bounded by size as well; listed for clarity of intent below
 
 
 def test_every_registered_chunker_is_covered():

@@ -3,11 +3,9 @@ export, show, stats, chunk, config precedence."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import duckdb
-import pytest
 
 from conftest import OFFSETS_VIOLATIONS, SAMPLE_DOCS, store_rows
 
