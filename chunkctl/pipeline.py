@@ -15,13 +15,14 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import duckdb
 
 from chunkctl.chunkers import Chunker, ChunkContext, chunk_all
 from chunkctl.parse import doc_id_for, kind_of, load_document
 from chunkctl.store import Store
+from chunkctl.store.vectors import put_chunk_vectors
 from chunkctl.types import Document, Reject, RejectError
 from chunkctl.walk import Found, walk
 
@@ -38,6 +39,8 @@ class IngestOptions:
     prune: bool = False
     pdf_backend: str = "pdfium"
     stream_threshold: int = STREAM_THRESHOLD
+    embedder: Any = None  # the embedding stage's model; None skips the stage
+    device: str = "auto"  # where embedding chunkers (semantic, cluster, late) run their model
 
 
 @dataclass
@@ -50,11 +53,13 @@ class IngestResult:
     pruned: int = 0
     chunks: Counter = field(default_factory=Counter)  # strategy_id -> chunks written
     rejects: list[Reject] = field(default_factory=list)
+    embedding: Any = None  # the embedding stage's EmbedResult, when it ran
     seconds: float = 0.0
 
     @property
     def wrote_anything(self) -> bool:
-        return bool(self.new or self.updated or self.pruned or self.rejects or sum(self.chunks.values()))
+        return bool(self.new or self.updated or self.pruned or self.rejects or sum(self.chunks.values())
+                    or (self.embedding is not None and self.embedding.chunks))
 
     def as_dict(self) -> dict:
         return {
@@ -62,6 +67,7 @@ class IngestResult:
             "unchanged": self.unchanged, "pruned": self.pruned, "rejected": len(self.rejects),
             "chunks_written": dict(self.chunks), "seconds": round(self.seconds, 3),
             "rejects": [{"path": r.path, "stage": r.stage, "reason": r.reason} for r in self.rejects],
+            **({"embedding": self.embedding.as_dict()} if self.embedding is not None else {}),
         }
 
 
@@ -100,7 +106,12 @@ def ingest(store: Store, paths: Sequence[str | Path], options: IngestOptions, co
     t0 = time.perf_counter()
     run = _Run(store, command)
     res = run.result
-    ctx = ChunkContext()
+    ctx = ChunkContext(device=options.device)
+    stage = None
+    if options.embedder is not None:
+        from chunkctl.store.vectors import EmbedStage
+
+        stage = EmbedStage(store, options.embedder)
     seen_ids: set[str] = set()
     for ch in options.chunkers:
         store.put_strategy(ch.strategy_id, ch.name, ch.params())  # writes only a new strategy
@@ -114,7 +125,7 @@ def ingest(store: Store, paths: Sequence[str | Path], options: IngestOptions, co
         res.seen += 1
         seen_ids.add(doc_id_for(item.path))
         try:
-            status = _ingest_file(store, run, item, options, ctx)
+            status = _ingest_file(store, run, item, options, ctx, stage)
         except RejectError as err:
             run.reject(Reject(str(item.path), err.stage, err.reason))
             status = "rejected"
@@ -133,6 +144,8 @@ def ingest(store: Store, paths: Sequence[str | Path], options: IngestOptions, co
                     store.delete_document(doc_id)
                 res.pruned += 1
                 on_file and on_file(path, "pruned", total)
+    if stage is not None:
+        res.embedding = stage.finish()  # also embeds chunks left without a vector by a killed run
     res.seconds = time.perf_counter() - t0
     if res.wrote_anything:
         run.ensure_started()
@@ -140,7 +153,7 @@ def ingest(store: Store, paths: Sequence[str | Path], options: IngestOptions, co
     return res
 
 
-def _ingest_file(store: Store, run: _Run, item: Found, options: IngestOptions, ctx: ChunkContext) -> str:
+def _ingest_file(store: Store, run: _Run, item: Found, options: IngestOptions, ctx: ChunkContext, stage) -> str:
     path = item.path
     kind = kind_of(path)  # unsupported types are rejected before reading a byte
     if item.size == 0:
@@ -173,9 +186,12 @@ def _ingest_file(store: Store, run: _Run, item: Found, options: IngestOptions, c
                 store.drop_document_chunks(doc_id, [ch.strategy_id for ch in todo])
             for ch in todo:
                 store.put_chunks(chunks[ch.strategy_id])
+                put_chunk_vectors(store, chunks[ch.strategy_id])
                 store.mark_done(doc_id, ch.strategy_id, sha, len(chunks[ch.strategy_id]))
         for sid, cs in chunks.items():
             run.result.chunks[sid] += len(cs)
+            if stage is not None:
+                stage.add(cs, doc.text, ctx)
     if stored_sha is None:
         run.result.new += 1
         return "new"
@@ -221,6 +237,7 @@ def _ingest_streamed(store: Store, run: _Run, path: Path, doc_id: str, sha: str,
                 with store.transaction():
                     for sid, cs in chunks.items():
                         store.put_chunks(cs)
+                        put_chunk_vectors(store, cs)
                         seq[sid] += len(cs)
                         run.result.chunks[sid] += len(cs)
                 base += len(block)

@@ -79,6 +79,9 @@ class Chunk:
     page_end: int | None
     heading_path: tuple[str, ...]
     metadata: dict[str, Any] = field(default_factory=dict)
+    # (model_id, vector) when the chunker itself computed the chunk's vector (late chunking): it
+    # depends on the context, not only on the text, so it is stored with the chunk, never cached.
+    embedding: tuple[str, Any] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ class Span(NamedTuple):
     end: int
     n_tokens: int
     metadata: dict[str, Any] | None = None
+    embedding: tuple[str, Any] | None = None  # (model_id, vector) when the chunker computed one (late)
 
 
 class ChunkerError(Exception):
@@ -32,9 +33,29 @@ class ChunkerError(Exception):
 @dataclass
 class ChunkContext:
     """Dependencies handed to chunkers at call time. Tokenizations are cached per (text, tokenizer)
-    so several strategies over one document tokenize it once."""
+    so several strategies over one document tokenize it once; embedders are loaded once per run,
+    on ``device``."""
 
+    device: str = "auto"
     _indexes: dict[tuple[int, str], TokenIndex] = field(default_factory=dict)
+    _embedders: dict[str, Any] = field(default_factory=dict)
+
+    def embedder(self, name: str):
+        emb = self._embedders.get(name)
+        if emb is None:
+            from chunkctl.embed import get_embedder
+
+            emb = self._embedders[name] = get_embedder(name, self.device)
+        return emb
+
+    def embed_spans(self, text: str, embedder, spans: Sequence[tuple[int, int]]):
+        """Unit vectors of text[s:e] for each span. When the embedder reads the tokenizer this
+        context already ran (``embedder.tokenizer``), its token ids go straight in: tokenize once."""
+        tok = getattr(embedder, "tokenizer", None)
+        if tok is not None and hasattr(embedder, "embed_ids"):
+            idx = self.tokens(text, tok)
+            return embedder.embed_ids([idx.ids_in(s, e) for s, e in spans])
+        return embedder.embed([text[s:e] for s, e in spans])
 
     def tokens(self, text: str, tokenizer: str) -> TokenIndex:
         key = (id(text), tokenizer)
@@ -74,9 +95,12 @@ class Chunker:
 @dataclass(frozen=True)
 class TokenBounded(Chunker):
     """Parameters shared by the token-bounded chunkers: chunks of at most `size` tokens with
-    `overlap` tokens of context, counted with `tokenizer` (minilm, cl100k, or a tokenizer.json)."""
+    `overlap` tokens of context, counted with `tokenizer` (minilm, cl100k, or a tokenizer.json).
 
-    size: int = 512
+    256 is the default embedding model's window: a chunk the model cannot read whole would be
+    searched by its first half only."""
+
+    size: int = 256
     overlap: int = 0
     tokenizer: str = "minilm"
 
@@ -177,6 +201,7 @@ def build_chunks(doc: Document, chunker: Chunker, spans: Iterable[Span], base: i
             page_end=doc.page_at(e - 1),
             heading_path=doc.heading_path_at(s),
             metadata=sp.metadata or {},
+            embedding=sp.embedding,
         ))
     return out
 

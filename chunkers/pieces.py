@@ -95,31 +95,30 @@ def trim(text: str, a: int, b: int) -> tuple[int, int]:
 def merge(idx: TokenIndex, pieces: Iterable[Piece], size: int, overlap: int = 0) -> list[Span]:
     """Pack consecutive pieces into spans of at most ``size`` tokens. Each new span starts with
     the trailing pieces of the previous one that fit in ``overlap`` tokens. Spans are trimmed of
-    edge whitespace; whitespace-only spans are dropped."""
+    edge whitespace; whitespace-only spans are dropped.
+
+    Sizes are counted over the joined span, not summed over pieces: a byte-level BPE (cl100k)
+    has tokens such as " ," that straddle a cut between two pieces and belong to neither."""
     text = idx.text
     spans: list[Span] = []
     cur: list[Piece] = []
-    total = 0
 
     def emit() -> None:
         s, e = trim(text, cur[0][0], cur[-1][1])
         if e > s:
-            spans.append(Span(s, e, total))
+            spans.append(Span(s, e, idx.count(s, e)))
 
     for p in pieces:
-        if cur and total + p[2] > size:
+        if cur and idx.count(cur[0][0], p[1]) > size:
             emit()
             keep: list[Piece] = []
-            kept = 0
             if overlap:
                 for q in reversed(cur):
-                    if kept + q[2] > overlap or kept + q[2] + p[2] > size:
+                    if idx.count(q[0], cur[-1][1]) > overlap or idx.count(q[0], p[1]) > size:
                         break
                     keep.insert(0, q)
-                    kept += q[2]
-            cur, total = keep, kept
+            cur = keep
         cur.append(p)
-        total += p[2]
     if cur:
         emit()
     # A piece that trimming reduced to nothing, or an overlap-only tail, is not a chunk.

@@ -21,7 +21,7 @@ class Structure(Chunker):
     """
 
     name = "structure"
-    size: int = 512
+    size: int = 256
     combine: bool = True
     tokenizer: str = "minilm"
 

@@ -9,8 +9,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from chunkctl.cli.options import Chunkers, Db, Json, PdfBackend, Quiet
-from chunkctl.cli.render import OK, PARTIAL, USAGE, chunkers_from, err, fail, open_store, out, print_json
+from chunkctl.cli.options import Chunkers, Db, Device, Json, Model, PdfBackend, Quiet
+from chunkctl.cli.render import (OK, PARTIAL, USAGE, chunkers_from, embedder_from, err, fail, open_store, out,
+                                print_json)
 
 
 def ingest_cmd(
@@ -25,6 +26,10 @@ def ingest_cmd(
     force: Annotated[bool, typer.Option("--force", help="Re-parse and re-chunk even unchanged files.")] = False,
     prune: Annotated[bool, typer.Option("--prune", help="Remove stored documents whose files are gone.")] = False,
     pdf_backend: PdfBackend = "pdfium",
+    model: Model = "minilm",
+    no_embed: Annotated[bool, typer.Option("--no-embed", envvar="CHUNKCTL_NO_EMBED",
+                                           help="Skip the embedding stage (run `chunkctl embed` later).")] = False,
+    device: Device = "auto",
     stream_mb: Annotated[int, typer.Option(
         "--stream-mb", min=1, help="Text files larger than this many MB are read, chunked and stored in "
                                    "blocks, in bounded memory.")] = 64,
@@ -32,7 +37,8 @@ def ingest_cmd(
     quiet: Quiet = False,
     json_out: Json = False,
 ) -> None:
-    """Parse, chunk and store documents; unchanged files are skipped (sha256 of their bytes).
+    """Parse, chunk, store and embed documents; unchanged files are skipped (sha256 of their bytes),
+    and unchanged chunk texts are never embedded twice.
 
     Exit code 0 when every input was ingested, 3 when some were rejected (see the `rejects` table).
     """
@@ -43,8 +49,16 @@ def ingest_cmd(
     missing = [str(p) for p in paths if not os.path.lexists(p)]  # a typo, not a bad input
     if missing:
         fail(f"no such file or folder: {', '.join(missing)}", USAGE)
-    options = IngestOptions(chunkers_from(chunker), include=include or (), exclude=exclude or (),
-                            force=force, prune=prune, pdf_backend=pdf_backend, stream_threshold=stream_mb << 20)
+    chunkers = chunkers_from(chunker)
+    from chunkctl.embed import resolve_device
+    try:
+        device = resolve_device(device)  # for embedding chunkers too: a missing GPU is a usage error
+    except ValueError as e:
+        fail(str(e), USAGE)
+    embedder = None if no_embed else embedder_from(model, device)
+    options = IngestOptions(chunkers, include=include or (), exclude=exclude or (), force=force, prune=prune,
+                            pdf_backend=pdf_backend, stream_threshold=stream_mb << 20, embedder=embedder,
+                            device=device)
     store = open_store(db, create=True)
     command = "ingest " + " ".join(sys.argv[2:]) if len(sys.argv) > 1 else "ingest"
     with store, _progress(quiet or json_out, verbose) as on_file:
@@ -103,6 +117,13 @@ def _summary(result, db: str) -> None:
     out.print(t)
     if result.chunks:
         out.print("chunks written: " + ", ".join(f"{sid} {n}" for sid, n in result.chunks.items()), highlight=False)
+    if result.embedding is not None and result.embedding.chunks:
+        e = result.embedding
+        out.print(f"vectors: {e.chunks} chunk(s) given a {e.model_id} vector ({e.embedded} embedded, "
+                  f"{e.cached} from the cache) in {e.seconds:.1f} s", highlight=False)
+        if e.truncated:
+            out.print(f"[yellow]warning:[/] {e.truncated} chunk(s) are longer than the model's window; only their "
+                      "first tokens are in their vectors (use smaller chunks)", highlight=False)
     if result.rejects:
         rt = Table(title=f"{len(result.rejects)} rejected (stored in the rejects table)", title_justify="left")
         rt.add_column("path", overflow="fold")

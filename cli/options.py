@@ -16,3 +16,8 @@ PdfBackend = Annotated[str, typer.Option("--pdf-backend", envvar="CHUNKCTL_PDF_B
                                          help="PDF text extraction: pdfium (fast, default) or pypdf.")]
 Json = Annotated[bool, typer.Option("--json", help="Print a machine-readable JSON result on stdout.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")]
+Model = Annotated[str, typer.Option("--embed", envvar="CHUNKCTL_EMBED", metavar="MODEL",
+                                    help="Embedding model: minilm (default: int8 ONNX on the CPU, fp16 on a GPU), "
+                                         "minilm-onnx, minilm-st, or a local sentence-transformers folder.")]
+Device = Annotated[str, typer.Option("--device", envvar="CHUNKCTL_DEVICE",
+                                     help="auto (CUDA, then MPS, then CPU), cpu, cuda or mps.")]

@@ -47,3 +47,14 @@ def chunkers_from(specs: list[str] | None):
         return [parse_spec(s) for s in (specs or [DEFAULT_SPEC])]
     except ValueError as e:
         fail(f"--chunker: {e}", USAGE)
+
+
+def embedder_from(model: str, device: str):
+    """The embedder, or a usage error (exit 2) naming what is wrong: an unknown model, or a device
+    that is not there."""
+    from chunkctl.embed import get_embedder
+
+    try:
+        return get_embedder(model, device)
+    except ValueError as e:  # DeviceError included
+        fail(str(e), USAGE)

@@ -5,28 +5,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from chunkctl.cli.options import Db, Json, Quiet
-from chunkctl.cli.render import USAGE, err, fail, open_store, out, print_json
+from chunkctl.cli.options import Db, Device, Json, Model, Quiet
+from chunkctl.cli.render import USAGE, embedder_from, err, fail, open_store, out, print_json
 
-Model = Annotated[str, typer.Option("--embed", envvar="CHUNKCTL_EMBED", metavar="MODEL",
-                                    help="Embedding model: minilm (default: int8 ONNX on the CPU, fp32 "
-                                         "sentence-transformers on a GPU), minilm-onnx, minilm-st, or a local "
-                                         "sentence-transformers folder.")]
-Device = Annotated[str, typer.Option("--device", envvar="CHUNKCTL_DEVICE",
-                                     help="auto (CUDA, then MPS, then CPU), cpu, cuda or mps.")]
 Strategy = Annotated[Optional[str], typer.Option("--strategy", "-s",
                                                  help="Only chunks of this strategy (id or name).")]
-
-
-def _embedder(model: str, device: str):
-    from chunkctl.embed import DeviceError, get_embedder
-
-    try:
-        return get_embedder(model, device)
-    except DeviceError as e:
-        fail(str(e), USAGE)
-    except ValueError as e:
-        fail(str(e), USAGE)
 
 
 def embed_cmd(db: Db = "chunkctl.duckdb", model: Model = "minilm", device: Device = "auto",
@@ -34,7 +17,7 @@ def embed_cmd(db: Db = "chunkctl.duckdb", model: Model = "minilm", device: Devic
     """Embed every stored chunk that has no vector for the model yet (cached by exact text)."""
     from chunkctl.store.vectors import embed_chunks
 
-    embedder = _embedder(model, device)
+    embedder = embedder_from(model, device)
     with open_store(db) as store:
         try:
             result = embed_chunks(store, embedder, strategy)
@@ -46,6 +29,9 @@ def embed_cmd(db: Db = "chunkctl.duckdb", model: Model = "minilm", device: Devic
         out.print(f"{result.chunks} chunk(s) given a {embedder.model_id} vector on {embedder.device} "
                   f"({result.embedded} embedded, {result.cached} from the cache) in {result.seconds:.1f} s",
                   highlight=False)
+        if result.truncated:
+            err.print(f"warning: {result.truncated} chunk(s) are longer than the model's window; only their "
+                      "first tokens are in their vectors", highlight=False)
 
 
 def search_cmd(
@@ -57,20 +43,27 @@ def search_cmd(
     strategy: Strategy = None,
     model: Model = "minilm",
     device: Device = "auto",
+    index: Annotated[str, typer.Option("--index", help="exact (cosine over every vector; fine to ~100k chunks) or "
+                                                       "hnsw (DuckDB vss index, built on first use and rebuilt when "
+                                                       "vectors change).")] = "exact",
+    cutoff: Annotated[str, typer.Option("--cutoff", help="k (return k results) or sage (treat the k as candidates "
+                                                         "and stop where relevance drops sharply).")] = "k",
     json_out: Json = False,
 ) -> None:
     """Search stored chunks; shows document, pages, heading path, score and a snippet."""
-    from chunkctl.store.vectors import MODES, search
+    from chunkctl.store.vectors import CUTOFFS, INDEXES, MODES, search
 
-    if mode not in MODES:
-        fail(f"--mode must be one of {', '.join(MODES)}", USAGE)
-    embedder = _embedder(model, device) if mode != "bm25" else None
+    for flag, value, allowed in (("--mode", mode, MODES), ("--index", index, INDEXES), ("--cutoff", cutoff, CUTOFFS)):
+        if value not in allowed:
+            fail(f"{flag} must be one of {', '.join(allowed)}", USAGE)
+    embedder = embedder_from(model, device) if mode != "bm25" else None
     with open_store(db) as store:
         if embedder is not None and not store.query("SELECT 1 FROM embeddings WHERE model_id = ? LIMIT 1",
                                                     [embedder.model_id]):
             fail(f"no {embedder.model_id} vectors in {db}: run `chunkctl embed --db {db}` first", USAGE)
         try:
-            hits = search(store, query, k=k, mode=mode, strategy=strategy, embedder=embedder)
+            hits = search(store, query, k=k, mode=mode, strategy=strategy, embedder=embedder, index=index,
+                          cutoff=cutoff)
         except ValueError as e:
             fail(str(e), USAGE)
     if json_out:

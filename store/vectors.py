@@ -11,6 +11,8 @@ from chunkctl.store.db import Store
 from chunkctl.store.extensions import load_extensions
 
 MODES = ("vector", "bm25", "hybrid")
+INDEXES = ("exact", "hnsw")
+CUTOFFS = ("k", "sage")
 RRF_K = 60  # reciprocal rank fusion constant (Cormack et al.), as most hybrid retrievers use
 
 
@@ -20,11 +22,12 @@ class EmbedResult:
     chunks: int = 0      # chunks that got a vector in this run
     embedded: int = 0    # distinct texts sent to the model
     cached: int = 0      # chunks whose vector came from the cache
+    truncated: int = 0   # embedded texts longer than the model's window (their tail is not in the vector)
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return {"model_id": self.model_id, "chunks": self.chunks, "embedded": self.embedded,
-                "cached": self.cached, "seconds": round(self.seconds, 3)}
+                "cached": self.cached, "truncated": self.truncated, "seconds": round(self.seconds, 3)}
 
 
 def _vec_column(matrix):
@@ -43,51 +46,137 @@ def ensure_model(store: Store, model_id: str, dim: int) -> None:
                          f"this embedder gives {dim}: one model id cannot mix dimensions")
 
 
+def _insert(store: Store, table: str, columns: dict[str, Any]) -> None:
+    import pyarrow as pa
+
+    store.con.register("_batch", pa.table(columns))
+    try:
+        store.con.execute(f"INSERT INTO {table} SELECT * FROM _batch")
+    finally:
+        store.con.unregister("_batch")
+
+
+def put_vectors(store: Store, chunk_ids: Sequence[str], model_id: str, matrix) -> None:
+    """Vectors for chunks, inside the caller's transaction (late chunking writes its vectors in
+    the same transaction as its chunks)."""
+    ensure_model(store, model_id, matrix.shape[1])
+    _insert(store, "embeddings", {"chunk_id": list(chunk_ids), "model_id": [model_id] * len(chunk_ids),
+                                  "vec": _vec_column(matrix)})
+
+
+def put_chunk_vectors(store: Store, chunks) -> None:
+    """The vectors chunkers computed themselves (late chunking), in the caller's transaction."""
+    import numpy as np
+
+    by_model: dict[str, list] = {}
+    for c in chunks:
+        if c.embedding is not None:
+            by_model.setdefault(c.embedding[0], []).append(c)
+    for model_id, cs in by_model.items():
+        put_vectors(store, [c.chunk_id for c in cs], model_id,
+                    np.stack([np.asarray(c.embedding[1], dtype=np.float32) for c in cs]))
+
+
+def embed_rows(store: Store, embedder, rows: Sequence[tuple[str, str]], res: EmbedResult,
+               ids: Sequence[Sequence[int]] | None = None) -> None:
+    """Give each (chunk_id, text) a vector and commit them: texts in the cache are not embedded
+    again; ``ids`` (the chunker's token ids for each text, in the embedder's tokenizer) go straight
+    to the model instead of the text."""
+    import numpy as np
+
+    shas = [hashlib.sha256(text.encode()).hexdigest() for _, text in rows]
+    hits = dict(store.query("SELECT text_sha256, vec FROM embedding_cache WHERE model_id = ? "
+                            "AND text_sha256 IN (SELECT unnest(?))", [embedder.model_id, sorted(set(shas))]))
+    new: dict[str, int] = {}  # sha -> first row with that text
+    for i, sha in enumerate(shas):
+        if sha not in hits:
+            new.setdefault(sha, i)
+    vectors: dict[str, Any] = {}
+    if new:
+        if ids is None and hasattr(embedder, "tokenize"):
+            ids = embedder.tokenize([text for _, text in rows])  # once, and the truncated are counted
+        if ids is not None:
+            todo = [ids[i] for i in new.values()]
+            res.truncated += sum(len(x) > embedder.max_tokens for x in todo)
+            matrix = embedder.embed_ids(todo)
+        else:
+            matrix = embedder.embed([rows[i][1] for i in new.values()])
+        vectors = dict(zip(new, matrix))
+    matrix = np.stack([vectors[h] if h in vectors else np.asarray(hits[h], dtype=np.float32) for h in shas])
+    with store.transaction():
+        ensure_model(store, embedder.model_id, embedder.dim)
+        if vectors:
+            _insert(store, "embedding_cache", {"model_id": [embedder.model_id] * len(vectors),
+                                               "text_sha256": list(vectors),
+                                               "vec": _vec_column(np.stack(list(vectors.values())))})
+        put_vectors(store, [cid for cid, _ in rows], embedder.model_id, matrix)
+    res.chunks += len(rows)
+    res.embedded += len(vectors)
+    res.cached += len(rows) - sum(1 for h in shas if h in vectors)
+
+
+def missing_vectors(store: Store, model_id: str, strategy: str | None = None) -> list[tuple[str, str]]:
+    return store.query(
+        "SELECT c.chunk_id, c.text FROM chunks c WHERE (? IS NULL OR c.strategy_id = ?) AND NOT EXISTS "
+        "(SELECT 1 FROM embeddings e WHERE e.chunk_id = c.chunk_id AND e.model_id = ?) ORDER BY c.chunk_id",
+        [strategy, strategy, model_id])
+
+
 def embed_chunks(store: Store, embedder, strategy: str | None = None, batch: int = 512,
                  on_batch: Callable[[int, int], None] | None = None) -> EmbedResult:
     """Give every chunk (of one strategy, or all) without a vector for ``embedder.model_id`` one.
-    Texts already in the cache are not embedded again; each batch commits on its own, so a killed
-    run keeps its finished batches and a re-run continues."""
-    import numpy as np
-    import pyarrow as pa
-
+    Each batch commits on its own, so a killed run keeps its finished batches and a re-run continues."""
     t0 = time.perf_counter()
     res = EmbedResult(embedder.model_id)
-    with store.transaction():
-        ensure_model(store, embedder.model_id, embedder.dim)
-    todo = store.query(
-        "SELECT c.chunk_id, c.text FROM chunks c WHERE (? IS NULL OR c.strategy_id = ?) AND NOT EXISTS "
-        "(SELECT 1 FROM embeddings e WHERE e.chunk_id = c.chunk_id AND e.model_id = ?) ORDER BY c.chunk_id",
-        [strategy, strategy, embedder.model_id])
+    todo = missing_vectors(store, embedder.model_id, strategy)
+    if getattr(embedder, "device", "cpu") == "cuda":
+        batch = max(batch, 8192)  # a GPU wants big batches (bench/embed_gpu.py)
     for s in range(0, len(todo), batch):
-        rows = todo[s:s + batch]
-        shas = [hashlib.sha256(text.encode()).hexdigest() for _, text in rows]
-        hits = dict(store.query("SELECT text_sha256, vec FROM embedding_cache WHERE model_id = ? "
-                                "AND text_sha256 IN (SELECT unnest(?))", [embedder.model_id, sorted(set(shas))]))
-        new: dict[str, str] = {}
-        for (_, text), sha in zip(rows, shas):
-            if sha not in hits:
-                new.setdefault(sha, text)
-        vectors = dict(zip(new, embedder.embed(list(new.values())))) if new else {}
-        matrix = np.stack([vectors[h] if h in vectors else np.asarray(hits[h], dtype=np.float32) for h in shas])
-        with store.transaction():
-            if vectors:
-                store.con.register("_cache_batch", pa.table({
-                    "model_id": [embedder.model_id] * len(vectors), "text_sha256": list(vectors),
-                    "vec": _vec_column(np.stack(list(vectors.values())))}))
-                store.con.execute("INSERT INTO embedding_cache SELECT * FROM _cache_batch")
-                store.con.unregister("_cache_batch")
-            store.con.register("_vec_batch", pa.table({
-                "chunk_id": [cid for cid, _ in rows], "model_id": [embedder.model_id] * len(rows),
-                "vec": _vec_column(matrix)}))
-            store.con.execute("INSERT INTO embeddings SELECT * FROM _vec_batch")
-            store.con.unregister("_vec_batch")
-        res.chunks += len(rows)
-        res.embedded += len(vectors)
-        res.cached += sum(1 for h in shas if h not in vectors)
-        on_batch and on_batch(s + len(rows), len(todo))
+        embed_rows(store, embedder, todo[s:s + batch], res)
+        on_batch and on_batch(s + len(todo[s:s + batch]), len(todo))
     res.seconds = time.perf_counter() - t0
     return res
+
+
+class EmbedStage:
+    """The embedding stage inside ingest: chunks are queued with the token ids their chunker
+    computed (tokenize once) and embedded in batches as documents commit; ``finish`` embeds the
+    rest, then any chunk still without a vector (a streamed document, or a run killed earlier)."""
+
+    def __init__(self, store: Store, embedder, batch: int | None = None):
+        self.store, self.embedder = store, embedder
+        self.batch = batch or (8192 if getattr(embedder, "device", "cpu") == "cuda" else 256)
+        self.result = EmbedResult(embedder.model_id)
+        self.rows: list[tuple[str, str]] = []
+        self.ids: list[Sequence[int]] = []
+        tok = getattr(embedder, "tokenizer", None)
+        self.tokenizer = tok if tok is not None and hasattr(embedder, "embed_ids") else None
+
+    def add(self, chunks, text: str, ctx) -> None:
+        """Queue committed chunks of the document ``text`` that have no vector of this model yet;
+        ``ctx`` (the chunkers' context) still holds the document's tokenization."""
+        for c in chunks:
+            if c.embedding is not None and c.embedding[0] == self.embedder.model_id:
+                continue  # the chunker computed it (late chunking) and it is stored already
+            self.rows.append((c.chunk_id, c.text))
+            if self.tokenizer is not None:
+                self.ids.append(ctx.tokens(text, self.tokenizer).ids_in(c.char_start, c.char_end))
+        if len(self.rows) >= self.batch:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.rows:
+            t0 = time.perf_counter()
+            embed_rows(self.store, self.embedder, self.rows, self.result, self.ids if self.tokenizer else None)
+            self.result.seconds += time.perf_counter() - t0
+            self.rows, self.ids = [], []
+
+    def finish(self) -> EmbedResult:
+        self.flush()
+        rest = embed_chunks(self.store, self.embedder)
+        for k in ("chunks", "embedded", "cached", "truncated", "seconds"):
+            setattr(self.result, k, getattr(self.result, k) + getattr(rest, k))
+        return self.result
 
 
 @dataclass
@@ -104,19 +193,66 @@ class Hit:
     text: str = ""
 
 
-def _vector_ranks(store: Store, query_vec, model_id: str, strategy: str | None, k: int) -> list[tuple[str, float]]:
+def _vector_ranks(store: Store, query_vec, model_id: str, strategy: str | None, k: int,
+                  index: str = "exact") -> list[tuple[str, float]]:
+    q = list(map(float, query_vec))
+    if index == "hnsw":
+        table = _hnsw_table(store, model_id, len(q))
+        # the index answers an ORDER BY ... LIMIT without a filter: fetch more, then keep the strategy's
+        fetch = k if strategy is None else 10 * k
+        rows = store.query(f"SELECT h.chunk_id, 1 - array_cosine_distance(h.vec, ?::FLOAT[{len(q)}]) AS score "
+                           f"FROM {table} h ORDER BY array_cosine_distance(h.vec, ?::FLOAT[{len(q)}]) LIMIT ?",
+                           [q, q, fetch])
+        if strategy is not None:
+            keep = {r[0] for r in store.query("SELECT chunk_id FROM chunks WHERE strategy_id = ? AND chunk_id IN "
+                                              "(SELECT unnest(?))", [strategy, [r[0] for r in rows]])}
+            rows = [r for r in rows if r[0] in keep]
+        return rows[:k]
     return store.query(
         "SELECT e.chunk_id, list_cosine_similarity(e.vec, ?::FLOAT[]) AS score FROM embeddings e "
         "JOIN chunks c USING (chunk_id) WHERE e.model_id = ? AND (? IS NULL OR c.strategy_id = ?) "
-        "ORDER BY score DESC, e.chunk_id LIMIT ?", [list(map(float, query_vec)), model_id, strategy, strategy, k])
+        "ORDER BY score DESC, e.chunk_id LIMIT ?", [q, model_id, strategy, strategy, k])
+
+
+def _fingerprint(store: Store, sql: str, params: Sequence[Any]) -> str:
+    return str(store.query(f"SELECT count(*), coalesce(sum(hash(chunk_id)), 0) FROM ({sql})", params)[0])
+
+
+def _hnsw_table(store: Store, model_id: str, dim: int) -> str:
+    """An HNSW index (DuckDB vss) over one model's vectors, as FLOAT[dim] arrays, rebuilt only when
+    the vectors changed. Persisting it in a file store needs vss's experimental persistence flag:
+    the index is derived data, rebuilt from ``embeddings`` whenever its fingerprint is stale."""
+    load_extensions(store.con, ["vss"])
+    store.con.execute("SET hnsw_enable_experimental_persistence = true")
+    name = "hnsw_" + hashlib.blake2b(model_id.encode(), digest_size=4).hexdigest()
+    select = "SELECT chunk_id FROM embeddings WHERE model_id = ?"
+    fingerprint = _fingerprint(store, select, [model_id])
+    if store.query("SELECT fingerprint FROM fts_indexes WHERE name = ?", [name]) != [(fingerprint,)]:
+        with store.transaction():
+            store.con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT chunk_id, vec::FLOAT[{dim}] AS vec "
+                              "FROM embeddings WHERE model_id = ?", [model_id])
+            store.con.execute(f"CREATE INDEX {name}_idx ON {name} USING HNSW (vec) WITH (metric = 'cosine')")
+            store.con.execute("DELETE FROM fts_indexes WHERE name = ?", [name])
+            store.con.execute("INSERT INTO fts_indexes VALUES (?, ?, ?)", [name, None, fingerprint])
+    return name
+
+
+def sage_cutoff(scores: Sequence[float], gap: float = 0.3, k_min: int = 1, eps: float = 1e-6) -> int:
+    """How many of the ranked results to keep: SAGE's selection by the speed at which relevance
+    drops (Zhang et al., 2025). The paper gives no formula; this is the spec's reading (INFERRED):
+    the first i >= k_min where the relative drop (s_i - s_(i+1)) / |s_i| exceeds ``gap``; else all."""
+    for i in range(max(k_min, 1), len(scores)):
+        if (scores[i - 1] - scores[i]) / max(abs(scores[i - 1]), eps) > gap:
+            return i
+    return len(scores)
 
 
 def _fts_table(store: Store, strategy: str | None) -> str:
     """A BM25 index over the chunks of one strategy (so IDF is that strategy's, not a mix of
     overlapping strategies), rebuilt only when those chunks changed."""
     name = "fts_" + hashlib.blake2b((strategy or "*").encode(), digest_size=4).hexdigest()
-    fingerprint = str(store.query("SELECT count(*), coalesce(sum(hash(chunk_id)), 0) FROM chunks "
-                                  "WHERE ? IS NULL OR strategy_id = ?", [strategy, strategy])[0])
+    fingerprint = _fingerprint(store, "SELECT chunk_id FROM chunks WHERE ? IS NULL OR strategy_id = ?",
+                               [strategy, strategy])
     if store.query("SELECT fingerprint FROM fts_indexes WHERE name = ?", [name]) != [(fingerprint,)]:
         with store.transaction():
             store.con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT chunk_id, text FROM chunks "
@@ -144,9 +280,13 @@ def rrf(rankings: Sequence[Sequence[tuple[str, float]]], k: int) -> list[tuple[s
 
 
 def search(store: Store, query: str, k: int = 10, mode: str = "vector", strategy: str | None = None,
-           embedder=None) -> list[Hit]:
+           embedder=None, index: str = "exact", cutoff: str = "k") -> list[Hit]:
+    """The top ``k`` chunks for ``query``; with ``cutoff="sage"`` the top k are a candidate pool
+    and SAGE's relevance-drop rule decides how many of them to return."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}")
+    if index not in INDEXES or cutoff not in CUTOFFS:
+        raise ValueError(f"index must be one of {', '.join(INDEXES)}; cutoff one of {', '.join(CUTOFFS)}")
     if strategy is not None:  # accept a strategy name when it is unambiguous
         ids = [r[0] for r in store.query("SELECT strategy_id FROM strategies WHERE strategy_id = ? OR name = ?",
                                          [strategy, strategy])]
@@ -158,10 +298,12 @@ def search(store: Store, query: str, k: int = 10, mode: str = "vector", strategy
         if embedder is None:
             raise ValueError("vector search needs an embedder")
         vector = _vector_ranks(store, embedder.embed([query])[0], embedder.model_id, strategy,
-                               k if mode == "vector" else max(4 * k, 50))
+                               k if mode == "vector" else max(4 * k, 50), index)
     if mode in ("bm25", "hybrid"):
         bm25 = _bm25_ranks(store, query, strategy, k if mode == "bm25" else max(4 * k, 50))
     ranked = vector if mode == "vector" else bm25 if mode == "bm25" else rrf([vector, bm25], k)
+    if cutoff == "sage":
+        ranked = ranked[:sage_cutoff([score for _, score in ranked])]
     if not ranked:
         return []
     info = {r[0]: r[1:] for r in store.query(
