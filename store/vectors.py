@@ -93,10 +93,13 @@ def embed_rows(store: Store, embedder, rows: Sequence[tuple[str, str]], res: Emb
             new.setdefault(sha, i)
     vectors: dict[str, Any] = {}
     if new:
-        if ids is None and hasattr(embedder, "tokenize"):
-            ids = embedder.tokenize([text for _, text in rows])  # once, and the truncated are counted
         if ids is not None:
             todo = [ids[i] for i in new.values()]
+        elif hasattr(embedder, "tokenize"):  # tokenized here once, so truncation can be counted
+            todo = embedder.tokenize([rows[i][1] for i in new.values()])
+        else:
+            todo = None
+        if todo is not None:
             res.truncated += sum(len(x) > embedder.max_tokens for x in todo)
             matrix = embedder.embed_ids(todo)
         else:
@@ -115,25 +118,36 @@ def embed_rows(store: Store, embedder, rows: Sequence[tuple[str, str]], res: Emb
     res.cached += len(rows) - sum(1 for h in shas if h in vectors)
 
 
-def missing_vectors(store: Store, model_id: str, strategy: str | None = None) -> list[tuple[str, str]]:
+def missing_vectors(store: Store, model_id: str, strategy: str | None = None, after: str = "",
+                    limit: int = 512) -> list[tuple[str, str]]:
+    """The next ``limit`` (chunk_id, text) after ``after`` with no vector of the model: a cursor,
+    so a store of millions of chunks is embedded in bounded memory."""
     return store.query(
-        "SELECT c.chunk_id, c.text FROM chunks c WHERE (? IS NULL OR c.strategy_id = ?) AND NOT EXISTS "
-        "(SELECT 1 FROM embeddings e WHERE e.chunk_id = c.chunk_id AND e.model_id = ?) ORDER BY c.chunk_id",
-        [strategy, strategy, model_id])
+        "SELECT c.chunk_id, c.text FROM chunks c WHERE c.chunk_id > ? AND (? IS NULL OR c.strategy_id = ?) "
+        "AND NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.chunk_id = c.chunk_id AND e.model_id = ?) "
+        "ORDER BY c.chunk_id LIMIT ?", [after, strategy, strategy, model_id, limit])
 
 
-def embed_chunks(store: Store, embedder, strategy: str | None = None, batch: int = 512,
+def count_missing(store: Store, model_id: str, strategy: str | None = None) -> int:
+    return store.query(
+        "SELECT count(*) FROM chunks c WHERE (? IS NULL OR c.strategy_id = ?) AND NOT EXISTS "
+        "(SELECT 1 FROM embeddings e WHERE e.chunk_id = c.chunk_id AND e.model_id = ?)",
+        [strategy, strategy, model_id])[0][0]
+
+
+def embed_chunks(store: Store, embedder, strategy: str | None = None, batch: int | None = None,
                  on_batch: Callable[[int, int], None] | None = None) -> EmbedResult:
     """Give every chunk (of one strategy, or all) without a vector for ``embedder.model_id`` one.
     Each batch commits on its own, so a killed run keeps its finished batches and a re-run continues."""
     t0 = time.perf_counter()
     res = EmbedResult(embedder.model_id)
-    todo = missing_vectors(store, embedder.model_id, strategy)
-    if getattr(embedder, "device", "cpu") == "cuda":
-        batch = max(batch, 8192)  # a GPU wants big batches (bench/embed_gpu.py)
-    for s in range(0, len(todo), batch):
-        embed_rows(store, embedder, todo[s:s + batch], res)
-        on_batch and on_batch(s + len(todo[s:s + batch]), len(todo))
+    batch = batch or (8192 if getattr(embedder, "device", "cpu") == "cuda" else 512)  # a GPU wants big ones
+    total = count_missing(store, embedder.model_id, strategy) if on_batch else 0
+    after = ""
+    while rows := missing_vectors(store, embedder.model_id, strategy, after, batch):
+        embed_rows(store, embedder, rows, res)
+        after = rows[-1][0]
+        on_batch and on_batch(res.chunks, total)
     res.seconds = time.perf_counter() - t0
     return res
 

@@ -79,7 +79,8 @@ def test_large_text_file_is_streamed_in_blocks(tmp_path):
         for i in range(120_000):  # ~11 MB: three 4 MB blocks
             fh.write(para.format(i=i, n=i * 7 % 97))
     db = tmp_path / "big.duckdb"
-    res = run_chunkctl("ingest", big.parent, "--db", db, "--stream-mb", "1", "-c", "recursive:size=128", "--json")
+    res = run_chunkctl("ingest", big.parent, "--db", db, "--stream-mb", "1", "-c", "recursive:size=128", "--json",
+                       "--no-embed")
     assert res.returncode == 0, res.stderr
     (n_chars, streamed), = store_rows(db, "SELECT n_chars, json_extract(metadata, '$.streamed') FROM documents")
     expected_text = big.read_text(encoding="utf-8").replace("\r\n", "\n")
@@ -103,7 +104,7 @@ def test_killed_ingest_leaves_a_consistent_store_that_a_rerun_completes(tmp_path
     for i in range(120):
         body = "\n\n".join(" ".join(rng.choice(words) for _ in range(rng.randint(80, 300))) for _ in range(12))
         (src / f"doc{i:03d}.txt").write_text(f"Document {i}\n\n{body}\n")
-    specs = ["-c", "recursive:size=64", "-c", "sentence:size=64"]
+    specs = ["-c", "recursive:size=64", "-c", "sentence:size=64", "--no-embed"]  # chunking is what is killed
     db = tmp_path / "killed.duckdb"
     proc = subprocess.Popen([*CHUNKCTL, "ingest", str(src), "--db", str(db), "-v", *specs],
                             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
@@ -181,7 +182,8 @@ def test_a_200_mb_text_file_ingests_in_bounded_memory(tmp_path):
     db = tmp_path / "huge.duckdb"
     probe = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
              "print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.stderr.write(r.stderr)")
-    res = subprocess.run([sys.executable, "-c", probe, *CHUNKCTL, "ingest", src.parent, "--db", db, "-q"],
+    res = subprocess.run([sys.executable, "-c", probe, *CHUNKCTL, "ingest", src.parent, "--db", db, "-q",
+                          "--no-embed"],
                          capture_output=True, text=True, timeout=900)
     code, peak_kb = map(int, res.stdout.split())
     assert code == 0, res.stderr[-2000:]

@@ -41,8 +41,10 @@ def test_devices_auto_falls_back_and_explicit_missing_devices_are_usage_errors(c
         assert code == 2 and "no CUDA device" in err
 
 
-def _ingest(cli, db, src=SAMPLE_DOCS):
-    code, _, err = cli("ingest", src, "--db", db, "--exclude", "*.jsonl", "-q", "-c", "recursive:size=96")
+def _ingest(cli, db, src=SAMPLE_DOCS, *more):
+    """Chunks only: these tests are about `chunkctl embed` (ingest's own stage is tested below)."""
+    code, _, err = cli("ingest", src, "--db", db, "--exclude", "*.jsonl", "-q", "-c", "recursive:size=96",
+                       "--no-embed", *more)
     assert code == 0, err
 
 
@@ -57,7 +59,7 @@ def test_every_chunk_gets_exactly_one_vector_and_reruns_embed_nothing(cli, tmp_p
     assert store_rows(db, "SELECT DISTINCT len(vec) FROM embeddings") == [(384,)]
     code, out, _ = cli("embed", "--db", db, "--embed", "minilm-onnx", "--json")
     assert json.loads(out) | {"seconds": 0} == {"model_id": first["model_id"], "chunks": 0, "embedded": 0,
-                                                 "cached": 0, "seconds": 0}
+                                                 "cached": 0, "truncated": 0, "seconds": 0}
 
 
 def test_a_changed_document_reembeds_only_its_changed_chunks(cli, sample_copy, tmp_path):
@@ -151,3 +153,135 @@ def test_pretokenized_encoder_matches_sentence_transformers_on_cpu():
     ref = get_embedder("minilm-st", "cpu").embed([text[a:b] for a, b in spans])
     assert ours.shape == ref.shape and (ours * ref).sum(1).min() > 0.999
     assert enc.embed_ids([]).shape == (0, 384)
+
+
+VECTORS_PER_CHUNK = ("SELECT count(*) FILTER (WHERE n <> 1) FROM (SELECT c.chunk_id, count(e.chunk_id) AS n "
+                     "FROM chunks c LEFT JOIN embeddings e ON e.chunk_id = c.chunk_id AND e.model_id = ? GROUP BY 1)")
+
+
+def _ingest_embedded(cli, db, src, *specs):
+    code, out, err = cli("ingest", src, "--db", db, "--exclude", "*.jsonl", "--json", "--embed", "minilm-onnx",
+                         *(a for s in specs for a in ("-c", s)))
+    assert code == 0, err
+    return json.loads(out)
+
+
+def test_ingest_embeds_every_chunk_once_and_a_rerun_embeds_nothing(cli, sample_copy, tmp_path, onnx):
+    db = tmp_path / "s.duckdb"
+    first = _ingest_embedded(cli, db, sample_copy, "recursive:size=96", "sentence:size=96")
+    n_chunks = store_rows(db, "SELECT count(*) FROM chunks")[0][0]
+    assert first["embedding"]["chunks"] == n_chunks and first["embedding"]["model_id"] == onnx.model_id
+    # the two strategies share many chunk texts: those are embedded once
+    assert 0 < first["embedding"]["embedded"] < n_chunks
+    assert store_rows(db, VECTORS_PER_CHUNK, [onnx.model_id]) == [(0,)]
+    again = _ingest_embedded(cli, db, sample_copy, "recursive:size=96", "sentence:size=96")
+    assert again["new"] == again["updated"] == 0 and "embedding" in again
+    assert again["embedding"]["chunks"] == again["embedding"]["embedded"] == 0
+    # a changed document re-embeds only its changed chunks
+    texts = "SELECT DISTINCT text FROM chunks"
+    before = set(store_rows(db, texts))
+    guide = sample_copy / "guide.md"
+    guide.write_text(guide.read_text().replace("fourteen days", "twenty-one days"))
+    changed = _ingest_embedded(cli, db, sample_copy, "recursive:size=96", "sentence:size=96")
+    new_texts = set(store_rows(db, texts)) - before
+    assert changed["updated"] == 1 and 2 <= len(new_texts) <= 4  # the edited chunk of each strategy (+ a shift)
+    assert changed["embedding"]["embedded"] == len(new_texts)
+    assert changed["embedding"]["chunks"] == store_rows(db, "SELECT count(*) FROM chunks c JOIN documents d "
+                                                            "USING (doc_id) WHERE d.path LIKE '%guide.md'")[0][0]
+    assert store_rows(db, VECTORS_PER_CHUNK, [onnx.model_id]) == [(0,)]
+
+
+def test_ingest_embeds_with_the_chunkers_token_ids(onnx, tmp_path):
+    """Tokenize once: the stage hands the chunker's ids to the model, and gets the same vectors
+    as embedding the chunk text."""
+    from chunkctl.chunkers import parse_spec
+    from chunkctl.pipeline import IngestOptions, ingest
+    from chunkctl.store import Store
+
+    calls = []
+
+    class Spy:
+        model_id, dim, device, tokenizer, max_tokens = onnx.model_id, onnx.dim, "cpu", "minilm", onnx.max_tokens
+
+        def embed_ids(self, ids):
+            calls.append("ids")
+            return onnx.embed_ids(ids)
+
+        def embed(self, texts):
+            calls.append("texts")
+            return onnx.embed(texts)
+
+    with Store(tmp_path / "s.duckdb") as store:
+        ingest(store, [SAMPLE_DOCS / "guide.md"], IngestOptions([parse_spec("recursive:size=64")], embedder=Spy()))
+        rows = store.query("SELECT c.text, e.vec FROM chunks c JOIN embeddings e USING (chunk_id)")
+    assert calls == ["ids"]
+    direct = onnx.embed([t for t, _ in rows])
+    assert np.allclose(np.array([v for _, v in rows]), direct, atol=1e-5)
+
+
+def test_a_rerun_embeds_chunks_a_previous_run_left_without_vectors(cli, tmp_path, onnx):
+    db = tmp_path / "s.duckdb"
+    _ingest(cli, db)  # as if a run had been killed after chunking
+    res = _ingest_embedded(cli, db, SAMPLE_DOCS, "recursive:size=96")
+    assert res["unchanged"] == 5 and res["embedding"]["chunks"] == store_rows(db, "SELECT count(*) FROM chunks")[0][0]
+    assert store_rows(db, VECTORS_PER_CHUNK, [onnx.model_id]) == [(0,)]
+
+
+def test_late_chunks_are_stored_with_their_situated_vectors(cli, tmp_path, onnx):
+    db = tmp_path / "s.duckdb"
+    res = _ingest_embedded(cli, db, SAMPLE_DOCS, "late:size=96", "recursive:size=96")
+    late = store_rows(db, "SELECT c.text, e.vec FROM chunks c JOIN embeddings e USING (chunk_id) "
+                          "WHERE c.strategy_id LIKE 'late-%' ORDER BY c.chunk_id")
+    n_late = store_rows(db, "SELECT count(*) FROM chunks WHERE strategy_id LIKE 'late-%'")[0][0]
+    assert len(late) == n_late > 0 and store_rows(db, VECTORS_PER_CHUNK, [onnx.model_id]) == [(0,)]
+    # the stage embedded only the recursive chunks; late vectors are not plain text vectors
+    assert res["embedding"]["chunks"] == store_rows(db, "SELECT count(*) FROM chunks WHERE strategy_id "
+                                                        "LIKE 'recursive-%'")[0][0]
+    isolated = onnx.embed([t for t, _ in late])
+    assert ((np.array([v for _, v in late]) * isolated).sum(1) < 0.999).all()
+    assert store_rows(db, "SELECT count(*) FROM embedding_cache")[0][0] == res["embedding"]["embedded"]
+
+
+def test_ingest_device_cuda_without_cuda_is_a_usage_error(cli, tmp_path):
+    try:
+        import torch
+        if torch.cuda.is_available():
+            pytest.skip("this machine has CUDA")
+    except ImportError:
+        pass
+    code, _, err = cli("ingest", SAMPLE_DOCS, "--db", tmp_path / "x.duckdb", "--device", "cuda")
+    assert code == 2 and "no CUDA device" in err
+    assert not (tmp_path / "x.duckdb").exists()
+
+
+def test_hnsw_index_agrees_with_exact_search_and_follows_changes(cli, sample_copy, tmp_path):
+    db = tmp_path / "s.duckdb"
+    _ingest_embedded(cli, db, sample_copy, "recursive:size=96")
+    q = "How long do returned packets stay in quarantine?"
+    args = ("search", q, "--db", db, "-k", "3", "--embed", "minilm-onnx", "--json")
+    exact = json.loads(cli(*args)[1])
+    hnsw = json.loads(cli(*args, "--index", "hnsw")[1])
+    assert [h["chunk_id"] for h in hnsw] == [h["chunk_id"] for h in exact]
+    assert np.allclose([h["score"] for h in hnsw], [h["score"] for h in exact], atol=1e-5)
+    (sample_copy / "tray.md").write_text("# Quarantine\n\nReturned packets stay in quarantine for fourteen days.\n")
+    _ingest_embedded(cli, db, sample_copy, "recursive:size=96")
+    top = json.loads(cli(*args, "--index", "hnsw", "--strategy", "recursive")[1])[0]
+    assert top["path"].endswith("tray.md")
+
+
+def test_sage_cutoff():
+    from chunkctl.store.vectors import sage_cutoff
+
+    assert sage_cutoff([0.9, 0.88, 0.86, 0.4, 0.39, 0.38]) == 3  # a cliff after the third
+    assert sage_cutoff([0.9, 0.89, 0.88, 0.87]) == 4  # no cliff: the whole pool
+    assert sage_cutoff([0.9, 0.2, 0.19], k_min=2) == 3  # never fewer than k_min
+    assert sage_cutoff([]) == 0
+
+
+def test_search_cutoff_sage_returns_a_prefix_of_the_ranking(cli, tmp_path):
+    db = tmp_path / "s.duckdb"
+    _ingest_embedded(cli, db, SAMPLE_DOCS, "recursive:size=96")
+    args = ("search", "germination test", "--db", db, "-k", "10", "--embed", "minilm-onnx", "--json")
+    full = [h["chunk_id"] for h in json.loads(cli(*args)[1])]
+    sage = [h["chunk_id"] for h in json.loads(cli(*args, "--cutoff", "sage")[1])]
+    assert 1 <= len(sage) <= len(full) and sage == full[:len(sage)]
