@@ -13,6 +13,9 @@ from chunkctl.store.extensions import load_extensions
 MODES = ("vector", "bm25", "hybrid")
 INDEXES = ("exact", "hnsw")
 CUTOFFS = ("k", "sage")
+# Chunks per committed batch on a GPU: the model takes 8k chunks in ~0.2 s, so fewer, larger
+# DuckDB commits matter more than latency (bench/embed_gpu.py)
+GPU_BATCH = 32768
 RRF_K = 60  # reciprocal rank fusion constant (Cormack et al.), as most hybrid retrievers use
 
 
@@ -77,45 +80,74 @@ def put_chunk_vectors(store: Store, chunks) -> None:
                     np.stack([np.asarray(c.embedding[1], dtype=np.float32) for c in cs]))
 
 
+@dataclass
+class _Batch:
+    """One batch of the embedding stage: what the cache already had, and what the model must do."""
+    rows: Sequence[tuple[str, str]]
+    shas: list[str]
+    hits: dict[str, Any]
+    new: dict[str, int]  # sha -> first row with that text, for texts not in the cache
+    todo: list | None    # token ids of the new texts (None: the embedder takes texts)
+
+
+def _plan(store: Store, embedder, rows: Sequence[tuple[str, str]], ids=None) -> _Batch:
+    shas = [hashlib.sha256(text.encode()).hexdigest() for _, text in rows]
+    import pyarrow as pa
+
+    # a registered Arrow table joins in milliseconds; binding 8192 strings as a list parameter takes ~2 s
+    store.con.register("_shas", pa.table({"sha": sorted(set(shas))}))
+    try:
+        hits = dict(store.query("SELECT c.text_sha256, c.vec FROM embedding_cache c JOIN _shas s "
+                                "ON c.text_sha256 = s.sha WHERE c.model_id = ?", [embedder.model_id]))
+    finally:
+        store.con.unregister("_shas")
+    new: dict[str, int] = {}
+    for i, sha in enumerate(shas):
+        if sha not in hits:
+            new.setdefault(sha, i)
+    if ids is not None:
+        todo = [ids[i] for i in new.values()]
+    elif hasattr(embedder, "tokenize") and new:  # tokenized here once, so truncation can be counted
+        todo = embedder.tokenize([rows[i][1] for i in new.values()])
+    else:
+        todo = None
+    return _Batch(rows, shas, hits, new, todo)
+
+
+def _compute(embedder, b: _Batch):
+    """The model's part: no store access, so it can run on a helper thread."""
+    if not b.new:
+        return None
+    if b.todo is not None:
+        return embedder.embed_ids(b.todo)
+    return embedder.embed([b.rows[i][1] for i in b.new.values()])
+
+
+def _write(store: Store, embedder, b: _Batch, matrix, res: EmbedResult) -> None:
+    import numpy as np
+
+    vectors = dict(zip(b.new, matrix)) if matrix is not None else {}
+    full = np.stack([vectors[h] if h in vectors else np.asarray(b.hits[h], dtype=np.float32) for h in b.shas])
+    with store.transaction():
+        ensure_model(store, embedder.model_id, embedder.dim)
+        if vectors:
+            _insert(store, "embedding_cache", {"model_id": [embedder.model_id] * len(vectors),
+                                               "text_sha256": list(vectors), "vec": _vec_column(matrix)})
+        put_vectors(store, [cid for cid, _ in b.rows], embedder.model_id, full)
+    res.chunks += len(b.rows)
+    res.embedded += len(vectors)
+    res.cached += len(b.rows) - sum(1 for h in b.shas if h in vectors)
+    if b.todo is not None:
+        res.truncated += sum(len(x) > embedder.max_tokens for x in b.todo)
+
+
 def embed_rows(store: Store, embedder, rows: Sequence[tuple[str, str]], res: EmbedResult,
                ids: Sequence[Sequence[int]] | None = None) -> None:
     """Give each (chunk_id, text) a vector and commit them: texts in the cache are not embedded
     again; ``ids`` (the chunker's token ids for each text, in the embedder's tokenizer) go straight
     to the model instead of the text."""
-    import numpy as np
-
-    shas = [hashlib.sha256(text.encode()).hexdigest() for _, text in rows]
-    hits = dict(store.query("SELECT text_sha256, vec FROM embedding_cache WHERE model_id = ? "
-                            "AND text_sha256 IN (SELECT unnest(?))", [embedder.model_id, sorted(set(shas))]))
-    new: dict[str, int] = {}  # sha -> first row with that text
-    for i, sha in enumerate(shas):
-        if sha not in hits:
-            new.setdefault(sha, i)
-    vectors: dict[str, Any] = {}
-    if new:
-        if ids is not None:
-            todo = [ids[i] for i in new.values()]
-        elif hasattr(embedder, "tokenize"):  # tokenized here once, so truncation can be counted
-            todo = embedder.tokenize([rows[i][1] for i in new.values()])
-        else:
-            todo = None
-        if todo is not None:
-            res.truncated += sum(len(x) > embedder.max_tokens for x in todo)
-            matrix = embedder.embed_ids(todo)
-        else:
-            matrix = embedder.embed([rows[i][1] for i in new.values()])
-        vectors = dict(zip(new, matrix))
-    matrix = np.stack([vectors[h] if h in vectors else np.asarray(hits[h], dtype=np.float32) for h in shas])
-    with store.transaction():
-        ensure_model(store, embedder.model_id, embedder.dim)
-        if vectors:
-            _insert(store, "embedding_cache", {"model_id": [embedder.model_id] * len(vectors),
-                                               "text_sha256": list(vectors),
-                                               "vec": _vec_column(np.stack(list(vectors.values())))})
-        put_vectors(store, [cid for cid, _ in rows], embedder.model_id, matrix)
-    res.chunks += len(rows)
-    res.embedded += len(vectors)
-    res.cached += len(rows) - sum(1 for h in shas if h in vectors)
+    b = _plan(store, embedder, rows, ids)
+    _write(store, embedder, b, _compute(embedder, b), res)
 
 
 def missing_vectors(store: Store, model_id: str, strategy: str | None = None, after: str = "",
@@ -141,7 +173,7 @@ def embed_chunks(store: Store, embedder, strategy: str | None = None, batch: int
     Each batch commits on its own, so a killed run keeps its finished batches and a re-run continues."""
     t0 = time.perf_counter()
     res = EmbedResult(embedder.model_id)
-    batch = batch or (8192 if getattr(embedder, "device", "cpu") == "cuda" else 512)  # a GPU wants big ones
+    batch = batch or (GPU_BATCH if getattr(embedder, "device", "cpu") == "cuda" else 512)
     total = count_missing(store, embedder.model_id, strategy) if on_batch else 0
     after = ""
     while rows := missing_vectors(store, embedder.model_id, strategy, after, batch):
@@ -159,10 +191,12 @@ class EmbedStage:
 
     def __init__(self, store: Store, embedder, batch: int | None = None):
         self.store, self.embedder = store, embedder
-        self.batch = batch or (8192 if getattr(embedder, "device", "cpu") == "cuda" else 256)
+        self.batch = batch or (GPU_BATCH if getattr(embedder, "device", "cpu") == "cuda" else 256)
         self.result = EmbedResult(embedder.model_id)
         self.rows: list[tuple[str, str]] = []
         self.ids: list[Sequence[int]] = []
+        self._pool = None
+        self._inflight = None  # (batch, future of its vectors, start time)
         tok = getattr(embedder, "tokenizer", None)
         self.tokenizer = tok if tok is not None and hasattr(embedder, "embed_ids") else None
 
@@ -179,14 +213,31 @@ class EmbedStage:
             self.flush()
 
     def flush(self) -> None:
+        """Hand the queued chunks to the model on a helper thread, so the GPU (or the CPU's other
+        core) embeds them while the main thread parses and chunks the next documents. The previous
+        batch is written first: its texts are in the cache before this batch looks there."""
+        self._write_previous()
         if self.rows:
-            t0 = time.perf_counter()
-            embed_rows(self.store, self.embedder, self.rows, self.result, self.ids if self.tokenizer else None)
-            self.result.seconds += time.perf_counter() - t0
+            b = _plan(self.store, self.embedder, self.rows, self.ids if self.tokenizer else None)
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._pool = ThreadPoolExecutor(1, thread_name_prefix="embed")
+            self._inflight = (b, self._pool.submit(_compute, self.embedder, b), time.perf_counter())
             self.rows, self.ids = [], []
+
+    def _write_previous(self) -> None:
+        if self._inflight is not None:
+            b, future, t0 = self._inflight
+            self._inflight = None
+            _write(self.store, self.embedder, b, future.result(), self.result)
+            self.result.seconds += time.perf_counter() - t0
 
     def finish(self) -> EmbedResult:
         self.flush()
+        self._write_previous()
+        if self._pool is not None:
+            self._pool.shutdown()
         rest = embed_chunks(self.store, self.embedder)
         for k in ("chunks", "embedded", "cached", "truncated", "seconds"):
             setattr(self.result, k, getattr(self.result, k) + getattr(rest, k))

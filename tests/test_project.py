@@ -69,7 +69,7 @@ def test_offsets_hold_for_every_chunk_of_samples_and_benchmark_documents(tmp_pat
     if not BENCH_DOCS.exists():
         pytest.skip("shared/bench-data is not next to this checkout")
     db = tmp_path / "all.duckdb"
-    res = run_chunkctl("ingest", SAMPLE_DOCS, BENCH_DOCS, "--db", db, "--exclude", "*.jsonl", "--json",
+    res = run_chunkctl("ingest", SAMPLE_DOCS, BENCH_DOCS, "--db", db, "--exclude", "*.jsonl", "--json", "--no-embed",
                        "-c", "recursive:size=256", "-c", "structure:size=256", "-c", "fixed:size=128,overlap=16",
                        "-c", "sentence:size=200", "-c", "split-merge:size=300")
     assert res.returncode == 0, res.stderr[-2000:]
