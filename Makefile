@@ -25,14 +25,18 @@ demo: install
 	$(VENV)/bin/chunkctl ingest sample_docs/ --exclude '*.jsonl' --db demo.duckdb -c recursive:size=128 -c structure
 	$(VENV)/bin/chunkctl stats --db demo.duckdb
 	$(VENV)/bin/chunkctl show report.pdf --db demo.duckdb --strategy recursive
-	$(VENV)/bin/chunkctl embed --db demo.duckdb
 	$(VENV)/bin/chunkctl search "How long do returned seed packets stay in quarantine?" --db demo.duckdb -k 3 --mode hybrid
 
 test: install
 	$(PY) -m pytest -q
 
+# LangChain's SemanticChunker lives in langchain-experimental, which needs langchain-community for
+# one cosine helper; with their dependencies they would pull SQLAlchemy, aiohttp and more.
 bench: install
+	$(PIP) install -q --no-deps langchain-experimental==0.4.2 langchain-community==0.4.2
 	$(PY) bench/chunk_speed.py
+	$(PY) bench/embed_cpu.py
+	$(PY) bench/semantic_speed.py
 
 docs: install
 	$(PY) scripts/render_cli_reference.py
