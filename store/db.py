@@ -117,18 +117,21 @@ class Store:
                 [doc_id, path, sha256, mime, n_chars, meta, _now(), text_file])
 
     def drop_document_chunks(self, doc_id: str, strategy_ids: Iterable[str] | None = None) -> None:
-        """Remove chunks and completion records of a document: all of them, or some strategies'."""
-        if strategy_ids is None:
-            self.con.execute("DELETE FROM embeddings WHERE chunk_id IN (SELECT chunk_id FROM chunks WHERE doc_id = ?)",
-                             [doc_id])
-            self.con.execute("DELETE FROM chunks WHERE doc_id = ?", [doc_id])
-            self.con.execute("DELETE FROM document_strategies WHERE doc_id = ?", [doc_id])
-            return
-        for sid in strategy_ids:
-            self.con.execute("DELETE FROM embeddings WHERE chunk_id IN "
-                             "(SELECT chunk_id FROM chunks WHERE doc_id = ? AND strategy_id = ?)", [doc_id, sid])
-            self.con.execute("DELETE FROM chunks WHERE doc_id = ? AND strategy_id = ?", [doc_id, sid])
-            self.con.execute("DELETE FROM document_strategies WHERE doc_id = ? AND strategy_id = ?", [doc_id, sid])
+        """Remove chunks and completion records of a document: all of them, or some strategies'.
+        Their text-keyed vectors move to embedding_cache first: the next version of the document
+        shares most of its text with this one."""
+        for sid in [None] if strategy_ids is None else strategy_ids:
+            where = "doc_id = ?" + ("" if sid is None else " AND strategy_id = ?")
+            params = [doc_id] if sid is None else [doc_id, sid]
+            gone = f"(SELECT chunk_id FROM chunks WHERE {where})"
+            self.con.execute(
+                "INSERT INTO embedding_cache SELECT e.model_id, e.text_sha256, any_value(e.vec) FROM embeddings e "
+                f"WHERE e.chunk_id IN {gone} AND e.text_sha256 IS NOT NULL AND NOT EXISTS (SELECT 1 FROM "
+                "embedding_cache c WHERE c.model_id = e.model_id AND c.text_sha256 = e.text_sha256) GROUP BY 1, 2",
+                params)
+            self.con.execute(f"DELETE FROM embeddings WHERE chunk_id IN {gone}", params)
+            self.con.execute(f"DELETE FROM chunks WHERE {where}", params)
+            self.con.execute(f"DELETE FROM document_strategies WHERE {where}", params)
 
     def put_chunks(self, chunks: Sequence[Chunk]) -> None:
         if not chunks:

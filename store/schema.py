@@ -86,4 +86,11 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX embeddings_chunk ON embeddings (chunk_id, model_id);
         CREATE INDEX embedding_cache_key ON embedding_cache (model_id, text_sha256);
     """),
+    ("003_vectors_once", """
+        -- The exact embedded text's hash beside each vector (NULL for vectors that depend on more
+        -- than the text: late chunking). The cache look-up reads live vectors here, so a vector is
+        -- written once; embedding_cache now keeps the vectors of chunks that were deleted or
+        -- replaced (moved there when their chunks go), so an edit still re-embeds only new text.
+        ALTER TABLE embeddings ADD COLUMN text_sha256 VARCHAR;
+    """),
 ]

@@ -54,17 +54,21 @@ def _insert(store: Store, table: str, columns: dict[str, Any]) -> None:
 
     store.con.register("_batch", pa.table(columns))
     try:
-        store.con.execute(f"INSERT INTO {table} SELECT * FROM _batch")
+        store.con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _batch")
     finally:
         store.con.unregister("_batch")
 
 
-def put_vectors(store: Store, chunk_ids: Sequence[str], model_id: str, matrix) -> None:
-    """Vectors for chunks, inside the caller's transaction (late chunking writes its vectors in
-    the same transaction as its chunks)."""
+def put_vectors(store: Store, chunk_ids: Sequence[str], model_id: str, matrix,
+                text_sha256: Sequence[str] | None = None) -> None:
+    """Vectors for chunks, inside the caller's transaction. ``text_sha256`` (of each chunk's exact
+    text) makes them findable by the cache look-up; vectors that depend on more than their text
+    (late chunking) go without."""
     ensure_model(store, model_id, matrix.shape[1])
     _insert(store, "embeddings", {"chunk_id": list(chunk_ids), "model_id": [model_id] * len(chunk_ids),
-                                  "vec": _vec_column(matrix)})
+                                  "vec": _vec_column(matrix),
+                                  "text_sha256": list(text_sha256) if text_sha256 is not None
+                                  else [None] * len(chunk_ids)})
 
 
 def put_chunk_vectors(store: Store, chunks) -> None:
@@ -95,10 +99,14 @@ def _plan(store: Store, embedder, rows: Sequence[tuple[str, str]], ids=None) -> 
     import pyarrow as pa
 
     # a registered Arrow table joins in milliseconds; binding 8192 strings as a list parameter takes ~2 s
+    # live vectors are found in `embeddings`, those of deleted chunks in `embedding_cache`
     store.con.register("_shas", pa.table({"sha": sorted(set(shas))}))
     try:
-        hits = dict(store.query("SELECT c.text_sha256, c.vec FROM embedding_cache c JOIN _shas s "
-                                "ON c.text_sha256 = s.sha WHERE c.model_id = ?", [embedder.model_id]))
+        hits = dict(store.query(
+            "SELECT sha, any_value(vec) FROM (SELECT e.text_sha256 AS sha, e.vec FROM embeddings e JOIN _shas s "
+            "ON e.text_sha256 = s.sha WHERE e.model_id = ? UNION ALL SELECT c.text_sha256, c.vec FROM "
+            "embedding_cache c JOIN _shas s ON c.text_sha256 = s.sha WHERE c.model_id = ?) GROUP BY sha",
+            [embedder.model_id, embedder.model_id]))
     finally:
         store.con.unregister("_shas")
     new: dict[str, int] = {}
@@ -129,11 +137,7 @@ def _write(store: Store, embedder, b: _Batch, matrix, res: EmbedResult) -> None:
     vectors = dict(zip(b.new, matrix)) if matrix is not None else {}
     full = np.stack([vectors[h] if h in vectors else np.asarray(b.hits[h], dtype=np.float32) for h in b.shas])
     with store.transaction():
-        ensure_model(store, embedder.model_id, embedder.dim)
-        if vectors:
-            _insert(store, "embedding_cache", {"model_id": [embedder.model_id] * len(vectors),
-                                               "text_sha256": list(vectors), "vec": _vec_column(matrix)})
-        put_vectors(store, [cid for cid, _ in b.rows], embedder.model_id, full)
+        put_vectors(store, [cid for cid, _ in b.rows], embedder.model_id, full, b.shas)
     res.chunks += len(b.rows)
     res.embedded += len(vectors)
     res.cached += len(b.rows) - sum(1 for h in b.shas if h in vectors)

@@ -174,6 +174,7 @@ def test_ingest_embeds_every_chunk_once_and_a_rerun_embeds_nothing(cli, sample_c
     # the two strategies share many chunk texts: those are embedded once
     assert 0 < first["embedding"]["embedded"] < n_chunks
     assert store_rows(db, VECTORS_PER_CHUNK, [onnx.model_id]) == [(0,)]
+    assert store_rows(db, "SELECT count(*) FROM embedding_cache") == [(0,)]  # each vector is stored once
     again = _ingest_embedded(cli, db, sample_copy, "recursive:size=96", "sentence:size=96")
     assert again["new"] == again["updated"] == 0 and "embedding" in again
     assert again["embedding"]["chunks"] == again["embedding"]["embedded"] == 0
@@ -186,6 +187,9 @@ def test_ingest_embeds_every_chunk_once_and_a_rerun_embeds_nothing(cli, sample_c
     new_texts = set(store_rows(db, texts)) - before
     assert changed["updated"] == 1 and 2 <= len(new_texts) <= 4  # the edited chunk of each strategy (+ a shift)
     assert changed["embedding"]["embedded"] == len(new_texts)
+    # the replaced chunks' vectors moved to the cache, once per text
+    assert store_rows(db, "SELECT count(*), count(DISTINCT text_sha256) FROM embedding_cache")[0][0] == \
+        store_rows(db, "SELECT count(DISTINCT text_sha256) FROM embedding_cache")[0][0] > 0
     assert changed["embedding"]["chunks"] == store_rows(db, "SELECT count(*) FROM chunks c JOIN documents d "
                                                             "USING (doc_id) WHERE d.path LIKE '%guide.md'")[0][0]
     assert store_rows(db, VECTORS_PER_CHUNK, [onnx.model_id]) == [(0,)]
@@ -239,7 +243,11 @@ def test_late_chunks_are_stored_with_their_situated_vectors(cli, tmp_path, onnx)
                                                         "LIKE 'recursive-%'")[0][0]
     isolated = onnx.embed([t for t, _ in late])
     assert ((np.array([v for _, v in late]) * isolated).sum(1) < 0.999).all()
-    assert store_rows(db, "SELECT count(*) FROM embedding_cache")[0][0] == res["embedding"]["embedded"]
+    # late vectors are never found by text: they carry no text hash; every other vector does
+    assert store_rows(db, "SELECT count(*) FROM embeddings e JOIN chunks c USING (chunk_id) WHERE "
+                          "(e.text_sha256 IS NULL) <> (c.strategy_id LIKE 'late-%')") == [(0,)]
+    assert store_rows(db, "SELECT count(*) FROM embeddings e JOIN chunks c USING (chunk_id) WHERE "
+                          "e.text_sha256 <> sha256(c.text)") == [(0,)]
 
 
 def test_ingest_device_cuda_without_cuda_is_a_usage_error(cli, tmp_path):
