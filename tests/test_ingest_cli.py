@@ -35,7 +35,8 @@ def test_ingest_sample_docs_and_offsets_hold_in_sql(cli, sample_copy, tmp_path):
     assert store_rows(db, "SELECT count(*) FROM chunks WHERE heading_path = []"
                           " AND doc_id IN (SELECT doc_id FROM documents WHERE mime = 'text/markdown')")[0][0] == 0
     names = {r[0] for r in store_rows(db, "SELECT name FROM migrations")}
-    assert names == {"001_initial", "002_embeddings"}
+    from chunkctl.store.schema import MIGRATIONS
+    assert names == {name for name, _ in MIGRATIONS} and "003_vectors_once" in names
 
 
 def test_reingest_unchanged_writes_nothing_and_says_so(cli, sample_copy, tmp_path):
