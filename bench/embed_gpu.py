@@ -47,7 +47,8 @@ def pack_duckdb(python: str) -> None:
                         "-d", tmp], check=True)
         wheel = next(Path(tmp).glob("duckdb-*.whl"))
         with zipfile.ZipFile(wheel) as z:
-            z.extractall(Path(tmp) / "site", [m for m in z.namelist() if m.startswith(("duckdb/", "_duckdb.", "duckdb-"))])
+            keep = [m for m in z.namelist() if m.startswith(("duckdb/", "_duckdb.", "duckdb-"))]
+            z.extractall(Path(tmp) / "site", keep)
         with tarfile.open(DATA / "duckdb.tar.xz", "w:xz", preset=9) as tar:
             for item in (Path(tmp) / "site").iterdir():
                 tar.add(item, arcname=item.name)

@@ -1,7 +1,8 @@
 """Peak memory of ingesting one very large text file through the CLI (parse, chunk, store; with
---no-embed: the CPU would embed 100k chunks for hours), target under 1 GB for 200 MB. The file is built from the benchmark texts, repeated, with CRLF line ends and non-ASCII
-characters so that decoding and normalisation are exercised; the ingest runs as a child process
-and its peak RSS is read from the kernel (getrusage of children).
+--no-embed: the CPU would embed 100k chunks for hours), target under 1 GB for 200 MB. The file is
+built from the benchmark texts, repeated, with CRLF line ends and non-ASCII characters so that
+decoding and normalisation are exercised; the ingest runs as a child process and its peak RSS is
+read from the kernel (getrusage of children).
 
     .venv/bin/python bench/ingest_memory.py [--mb 200] [--chunker recursive]
 """

@@ -1,5 +1,6 @@
-"""Vectors in the store: the embedding stage's writes (with the text-hash cache) and search by
-exact cosine, BM25 (DuckDB's fts extension, loaded from its PyPI wheel) or both fused by RRF."""
+"""Vectors in the store: the embedding stage's writes (each vector once, found again by the hash
+of its exact text) and search by exact cosine or an HNSW index (vss), BM25 (DuckDB's fts extension,
+loaded from its PyPI wheel) or both fused by RRF, with an optional SAGE cut-off."""
 from __future__ import annotations
 
 import hashlib
