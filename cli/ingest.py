@@ -141,13 +141,19 @@ def chunk_cmd(
         "--format", help="Parser for the input: text, markdown, html, docx, pdf. "
                          "Default: from the file suffix; text for stdin.")] = None,
     pdf_backend: PdfBackend = "pdfium",
+    device: Device = "auto",
 ) -> None:
     """Chunk one file (or stdin) and print JSONL, one object per chunk; nothing is stored."""
     from chunkctl.chunkers import ChunkContext, chunk_all
+    from chunkctl.embed import resolve_device
     from chunkctl.parse import KINDS, load_document
     from chunkctl.types import RejectError
 
     chunkers = chunkers_from(chunker)
+    try:
+        device = resolve_device(device)  # where embedding chunkers (semantic, cluster, late) run
+    except ValueError as e:
+        fail(str(e), USAGE)
     if fmt is not None and fmt not in set(KINDS.values()):
         fail(f"--format must be one of {', '.join(sorted(set(KINDS.values())))}", USAGE)
     if file != "-" and not Path(file).is_file():
@@ -155,7 +161,7 @@ def chunk_cmd(
     try:
         data = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
         doc = load_document(file, data, kind=fmt or ("text" if file == "-" else None), pdf_backend=pdf_backend)
-        results = chunk_all(doc, chunkers, ChunkContext())
+        results = chunk_all(doc, chunkers, ChunkContext(device=device))
     except RejectError as e:
         err.print(f"rejected ({e.stage}): {e.reason}", highlight=False, markup=False)
         raise typer.Exit(PARTIAL)
