@@ -10,8 +10,8 @@ from typing import Annotated, Optional
 import typer
 
 from chunkctl.cli.options import Chunkers, Db, Device, Json, Model, PdfBackend, Quiet
-from chunkctl.cli.render import (OK, PARTIAL, USAGE, chunkers_from, embedder_from, err, fail, open_store, out,
-                                print_json)
+from chunkctl.cli.render import (OK, PARTIAL, USAGE, chunkers_from, device_from, embedder_from, err, fail,
+                                open_store, out, print_json)
 
 
 def ingest_cmd(
@@ -50,11 +50,7 @@ def ingest_cmd(
     if missing:
         fail(f"no such file or folder: {', '.join(missing)}", USAGE)
     chunkers = chunkers_from(chunker)
-    from chunkctl.embed import resolve_device
-    try:
-        device = resolve_device(device)  # for embedding chunkers too: a missing GPU is a usage error
-    except ValueError as e:
-        fail(str(e), USAGE)
+    device = device_from(device)  # for embedding chunkers too: a missing GPU is a usage error
     embedder = None if no_embed else embedder_from(model, device)
     options = IngestOptions(chunkers, include=include or (), exclude=exclude or (), force=force, prune=prune,
                             pdf_backend=pdf_backend, stream_threshold=stream_mb << 20, embedder=embedder,
@@ -145,15 +141,11 @@ def chunk_cmd(
 ) -> None:
     """Chunk one file (or stdin) and print JSONL, one object per chunk; nothing is stored."""
     from chunkctl.chunkers import ChunkContext, chunk_all
-    from chunkctl.embed import resolve_device
     from chunkctl.parse import KINDS, load_document
     from chunkctl.types import RejectError
 
     chunkers = chunkers_from(chunker)
-    try:
-        device = resolve_device(device)  # where embedding chunkers (semantic, cluster, late) run
-    except ValueError as e:
-        fail(str(e), USAGE)
+    device = device_from(device)  # where embedding chunkers (semantic, cluster, late) run
     if fmt is not None and fmt not in set(KINDS.values()):
         fail(f"--format must be one of {', '.join(sorted(set(KINDS.values())))}", USAGE)
     if file != "-" and not Path(file).is_file():

@@ -49,6 +49,16 @@ def chunkers_from(specs: list[str] | None):
         fail(f"--chunker: {e}", USAGE)
 
 
+def device_from(device: str) -> str:
+    """The device to run models on, or a usage error (exit 2) when the one asked for is not there."""
+    from chunkctl.embed import resolve_device
+
+    try:
+        return resolve_device(device)
+    except ValueError as e:  # DeviceError
+        fail(str(e), USAGE)
+
+
 def embedder_from(model: str, device: str):
     """The embedder, or a usage error (exit 2) naming what is wrong: an unknown model, or a device
     that is not there."""
