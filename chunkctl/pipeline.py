@@ -41,6 +41,7 @@ class IngestOptions:
     stream_threshold: int = STREAM_THRESHOLD
     embedder: Any = None  # the embedding stage's model; None skips the stage
     device: str = "auto"  # where embedding chunkers (semantic, cluster, late) run their model
+    llm: Any = None  # chunkctl.llm.LLMSettings for LLM chunkers; None: the defaults
 
 
 @dataclass
@@ -54,6 +55,7 @@ class IngestResult:
     chunks: Counter = field(default_factory=Counter)  # strategy_id -> chunks written
     rejects: list[Reject] = field(default_factory=list)
     embedding: Any = None  # the embedding stage's EmbedResult, when it ran
+    llm: Any = None  # the LLM's LLMStats, when a chunker used it
     seconds: float = 0.0
 
     @property
@@ -68,6 +70,7 @@ class IngestResult:
             "chunks_written": dict(self.chunks), "seconds": round(self.seconds, 3),
             "rejects": [{"path": r.path, "stage": r.stage, "reason": r.reason} for r in self.rejects],
             **({"embedding": self.embedding.as_dict()} if self.embedding is not None else {}),
+            **({"llm": self.llm.as_dict()} if self.llm is not None else {}),
         }
 
 
@@ -106,7 +109,7 @@ def ingest(store: Store, paths: Sequence[str | Path], options: IngestOptions, co
     t0 = time.perf_counter()
     run = _Run(store, command)
     res = run.result
-    ctx = ChunkContext(device=options.device)
+    ctx = ChunkContext(device=options.device, llm_settings=options.llm)
     stage = None
     if options.embedder is not None:
         from chunkctl.store.vectors import EmbedStage
@@ -146,6 +149,7 @@ def ingest(store: Store, paths: Sequence[str | Path], options: IngestOptions, co
                 on_file and on_file(path, "pruned", total)
     if stage is not None:
         res.embedding = stage.finish()  # also embeds chunks left without a vector by a killed run
+    res.llm = ctx.llm_stats
     res.seconds = time.perf_counter() - t0
     if res.wrote_anything:
         run.ensure_started()

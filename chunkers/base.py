@@ -34,11 +34,27 @@ class ChunkerError(Exception):
 class ChunkContext:
     """Dependencies handed to chunkers at call time. Tokenizations are cached per (text, tokenizer)
     so several strategies over one document tokenize it once; embedders are loaded once per run,
-    on ``device``."""
+    on ``device``; the LLM (cache, concurrency, budget, accounting) is opened on first use from
+    ``llm_settings``, so runs without LLM chunkers never load a model."""
 
     device: str = "auto"
+    llm_settings: Any = None  # chunkctl.llm.LLMSettings; None: the defaults (local model, no cache)
     _indexes: dict[tuple[int, str], TokenIndex] = field(default_factory=dict)
     _embedders: dict[str, Any] = field(default_factory=dict)
+    _llm: Any = None
+
+    @property
+    def llm(self):
+        if self._llm is None:
+            from chunkctl.llm import LLMSettings, open_llm
+
+            self._llm = open_llm(self.llm_settings or LLMSettings())
+        return self._llm
+
+    @property
+    def llm_stats(self):
+        """The LLM's accounting when a chunker used it, else None."""
+        return self._llm.stats if self._llm is not None and self._llm.stats.used else None
 
     def embedder(self, name: str):
         emb = self._embedders.get(name)

@@ -7,6 +7,9 @@ import typer
 
 from chunkctl import __version__
 from chunkctl.cli import doctor, ingest, inspect, search
+from chunkctl.cli import llm as llm_cli
+from chunkctl.cli.options import (Llm, LlmBaseUrl, LlmCache, LlmConcurrency, LlmMaxTokens, LlmModel, LlmPrice,
+                                  LlmRetries, LlmTimeout, NoLlmCache)
 
 app = typer.Typer(
     name="chunkctl",
@@ -24,6 +27,7 @@ COMMANDS = {
 }
 for _name, _fn in COMMANDS.items():
     app.command(_name)(_fn)
+app.add_typer(llm_cli.app, name="llm")
 
 
 def _version(value: bool) -> None:
@@ -40,17 +44,37 @@ def _root(
         help="Config file (default: ./chunkctl.toml when present).")] = None,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
+    llm: Llm = "local",
+    llm_model: LlmModel = None,
+    llm_base_url: LlmBaseUrl = None,
+    llm_concurrency: LlmConcurrency = 8,
+    llm_max_tokens_total: LlmMaxTokens = None,
+    llm_timeout: LlmTimeout = 120.0,
+    llm_retries: LlmRetries = 4,
+    llm_price: LlmPrice = None,
+    llm_cache: LlmCache = None,
+    no_llm_cache: NoLlmCache = False,
 ) -> None:
     from pathlib import Path
+
+    from click.core import ParameterSource
 
     from chunkctl.config import config_path, default_map, load_config
 
     path = Path(config) if config else config_path()
     try:
-        ctx.default_map = default_map(load_config(path), list(COMMANDS))
+        settings = load_config(path)
+        ctx.default_map = default_map(settings, {**dict.fromkeys(COMMANDS), "llm": llm_cli.TREE})
     except (OSError, ValueError) as e:
         from chunkctl.cli.render import USAGE, fail
         fail(f"config file {path}: {e}", USAGE)
+    # The root's own options are parsed before the file is read: fill in those left at their default.
+    given = {k: v for k, v in locals().items() if k.startswith(("llm", "no_llm"))}
+    shared = {k.replace("-", "_"): v for k, v in settings.items() if not isinstance(v, dict)}
+    for name in given:
+        if name in shared and ctx.get_parameter_source(name) == ParameterSource.DEFAULT:
+            given[name] = shared[name]
+    ctx.obj = {"llm": given}
 
 
 def main() -> None:

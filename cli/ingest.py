@@ -11,10 +11,11 @@ import typer
 
 from chunkctl.cli.options import Chunkers, Db, Device, Json, Model, PdfBackend, Quiet
 from chunkctl.cli.render import (OK, PARTIAL, USAGE, chunkers_from, device_from, embedder_from, err, fail,
-                                open_store, out, print_json)
+                                llm_settings_from, open_store, out, print_json)
 
 
 def ingest_cmd(
+    ctx: typer.Context,
     paths: Annotated[list[Path], typer.Argument(help="Files and folders (walked recursively).")],
     db: Db = "chunkctl.duckdb",
     chunker: Chunkers = None,
@@ -54,7 +55,7 @@ def ingest_cmd(
     embedder = None if no_embed else embedder_from(model, device)
     options = IngestOptions(chunkers, include=include or (), exclude=exclude or (), force=force, prune=prune,
                             pdf_backend=pdf_backend, stream_threshold=stream_mb << 20, embedder=embedder,
-                            device=device)
+                            device=device, llm=llm_settings_from(ctx, db, device))
     store = open_store(db, create=True)
     command = "ingest " + " ".join(sys.argv[2:]) if len(sys.argv) > 1 else "ingest"
     with store, _progress(quiet or json_out, verbose) as on_file:
@@ -120,6 +121,8 @@ def _summary(result, db: str) -> None:
         if e.truncated:
             out.print(f"[yellow]warning:[/] {e.truncated} chunk(s) are longer than the model's window; only their "
                       "first tokens are in their vectors (use smaller chunks)", highlight=False)
+    if result.llm is not None:
+        out.print(f"LLM: {result.llm.line()}", highlight=False)
     if result.rejects:
         rt = Table(title=f"{len(result.rejects)} rejected (stored in the rejects table)", title_justify="left")
         rt.add_column("path", overflow="fold")
@@ -131,6 +134,7 @@ def _summary(result, db: str) -> None:
 
 
 def chunk_cmd(
+    ctx: typer.Context,
     file: Annotated[str, typer.Argument(help="A file, or - for standard input.")],
     chunker: Chunkers = None,
     fmt: Annotated[Optional[str], typer.Option(
@@ -139,7 +143,8 @@ def chunk_cmd(
     pdf_backend: PdfBackend = "pdfium",
     device: Device = "auto",
 ) -> None:
-    """Chunk one file (or stdin) and print JSONL, one object per chunk; nothing is stored."""
+    """Chunk one file (or stdin) and print JSONL, one object per chunk; nothing is stored (LLM
+    completions are cached only where --llm-cache names a file)."""
     from chunkctl.chunkers import ChunkContext, chunk_all
     from chunkctl.parse import KINDS, load_document
     from chunkctl.types import RejectError
@@ -153,7 +158,8 @@ def chunk_cmd(
     try:
         data = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
         doc = load_document(file, data, kind=fmt or ("text" if file == "-" else None), pdf_backend=pdf_backend)
-        results = chunk_all(doc, chunkers, ChunkContext(device=device))
+        context = ChunkContext(device=device, llm_settings=llm_settings_from(ctx, None, device))
+        results = chunk_all(doc, chunkers, context)
     except RejectError as e:
         err.print(f"rejected ({e.stage}): {e.reason}", highlight=False, markup=False)
         raise typer.Exit(PARTIAL)
@@ -166,3 +172,5 @@ def chunk_cmd(
                 "heading_path": list(c.heading_path), "n_tokens": c.n_tokens, "text": c.text,
                 **({"metadata": c.metadata} if c.metadata else {}),
             }, ensure_ascii=False) + "\n")
+    if context.llm_stats is not None:
+        err.print(f"LLM: {context.llm_stats.line()}", highlight=False)

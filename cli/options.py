@@ -21,3 +21,36 @@ Model = Annotated[str, typer.Option("--embed", envvar="CHUNKCTL_EMBED", metavar=
                                          "minilm-onnx, minilm-st, or a local sentence-transformers folder.")]
 Device = Annotated[str, typer.Option("--device", envvar="CHUNKCTL_DEVICE",
                                      help="auto (CUDA, then MPS, then CPU), cpu, cuda or mps.")]
+
+# The LLM options are global (before the command: `chunkctl --llm openai ingest docs/`), so every
+# command that reaches a model reads the same settings; environment and chunkctl.toml work as for
+# any option (top-level keys: llm, llm_model, llm_base_url, ...).
+Llm = Annotated[str, typer.Option("--llm", envvar="CHUNKCTL_LLM", metavar="BACKEND",
+                                  help="LLM backend: local (an embedded model, no server) or openai "
+                                       "(any OpenAI-compatible server).")]
+LlmModel = Annotated[Optional[str], typer.Option(
+    "--llm-model", envvar="CHUNKCTL_LLM_MODEL", metavar="MODEL",
+    help="local: smollm2 (default), gemma3-270m, a .gguf file or a Hugging Face folder; openai: the "
+         "server's model name (default: the first it lists).")]
+LlmBaseUrl = Annotated[Optional[str], typer.Option(
+    "--llm-base-url", envvar="CHUNKCTL_LLM_BASE_URL", metavar="URL",
+    help="The server's API root for --llm openai, e.g. http://127.0.0.1:8000/v1. The API key is read "
+         "from CHUNKCTL_LLM_API_KEY or OPENAI_API_KEY, never from a flag or a file.")]
+LlmConcurrency = Annotated[int, typer.Option("--llm-concurrency", envvar="CHUNKCTL_LLM_CONCURRENCY", min=1,
+                                             help="LLM requests in flight at once.")]
+LlmMaxTokens = Annotated[Optional[int], typer.Option(
+    "--llm-max-tokens-total", envvar="CHUNKCTL_LLM_MAX_TOKENS_TOTAL", min=1, metavar="N",
+    help="Token budget (prompt + completion) for the run; LLM work stops cleanly when it is spent.")]
+LlmTimeout = Annotated[float, typer.Option("--llm-timeout", envvar="CHUNKCTL_LLM_TIMEOUT", min=1,
+                                           help="Seconds to wait for one reply before retrying.")]
+LlmRetries = Annotated[int, typer.Option("--llm-retries", envvar="CHUNKCTL_LLM_RETRIES", min=0,
+                                         help="Retries of a failed request (429, 5xx, timeouts, dropped "
+                                              "connections), with exponential backoff.")]
+LlmPrice = Annotated[Optional[str], typer.Option(
+    "--llm-price", envvar="CHUNKCTL_LLM_PRICE", metavar="IN,OUT",
+    help="USD per million prompt and completion tokens, e.g. 0.15,0.60: summaries then show the cost.")]
+LlmCache = Annotated[Optional[str], typer.Option(
+    "--llm-cache", envvar="CHUNKCTL_LLM_CACHE", metavar="FILE",
+    help="Completion cache (SQLite). Default: beside the store, <db>.llm-cache.sqlite.")]
+NoLlmCache = Annotated[bool, typer.Option("--no-llm-cache", envvar="CHUNKCTL_NO_LLM_CACHE",
+                                          help="Neither read nor write the completion cache.")]

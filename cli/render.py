@@ -68,3 +68,31 @@ def embedder_from(model: str, device: str):
         return get_embedder(model, device)
     except ValueError as e:  # DeviceError included
         fail(str(e), USAGE)
+
+
+def llm_settings_from(ctx, db: str | None, device: str = "auto"):
+    """LLMSettings from the global --llm options; the cache sits beside ``db`` unless --llm-cache
+    names a file (no store and no --llm-cache: no cache). Usage errors exit 2."""
+    from pathlib import Path
+
+    from chunkctl.config import llm_api_key
+    from chunkctl.llm import LLMSettings
+    from chunkctl.llm.cache import cache_path_for
+    from chunkctl.llm.client import BACKENDS
+
+    o = ctx.find_root().obj["llm"]
+    if o["llm"] not in BACKENDS:
+        fail(f"--llm must be one of {', '.join(BACKENDS)}, not {o['llm']!r}", USAGE)
+    price = None
+    if o["llm_price"]:
+        try:
+            pin, pout = (float(x) for x in str(o["llm_price"]).split(","))
+            price = (pin, pout)
+        except ValueError:
+            fail(f"--llm-price takes IN,OUT in USD per million tokens, e.g. 0.15,0.60; got {o['llm_price']!r}",
+                 USAGE)
+    cache = None if o["no_llm_cache"] else (o["llm_cache"] or (str(cache_path_for(db)) if db else None))
+    return LLMSettings(backend=o["llm"], model=o["llm_model"], base_url=o["llm_base_url"], api_key=llm_api_key(),
+                       timeout=float(o["llm_timeout"]), retries=int(o["llm_retries"]),
+                       concurrency=int(o["llm_concurrency"]), max_tokens_total=o["llm_max_tokens_total"],
+                       cache=cache, price=price, device=device)

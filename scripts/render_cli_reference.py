@@ -32,21 +32,36 @@ def _param_row(p) -> str:
     return f"| {name} | {kind} | {f'`{default}`' if default != '' else ''} | {env} | {help_text} |"
 
 
+def _table(params) -> list[str]:
+    if not params:
+        return []
+    return ["| parameter | kind | default | environment | description |", "|---|---|---|---|---|",
+            *(_param_row(p) for p in params), ""]
+
+
+def _command(path: str, cmd) -> list[str]:
+    """A command's section; a group's subcommands follow it, depth first."""
+    if hasattr(cmd, "commands"):
+        out = []
+        for name, sub in cmd.commands.items():
+            out += _command(f"{path} {name}", sub)
+        return out
+    params = [p for p in cmd.params if p.name != "help"]
+    args = " ".join(p.name.upper() + ("..." if p.nargs == -1 else "") for p in params
+                    if p.param_type_name == "argument")
+    return [f"### `chunkctl {path}`", "", f"`chunkctl {path} [OPTIONS] {args}`".replace(" `", "`"), "",
+            (cmd.help or "").strip(), "", *_table(params)]
+
+
 def render() -> str:
     from chunkctl.cli.app import app
 
     root = typer.main.get_command(app)
-    lines = [START, "", f"`chunkctl [--config FILE] [--version] COMMAND ...` — {root.help}", ""]
+    lines = [START, "", f"`chunkctl [GLOBAL OPTIONS] COMMAND ...` — {root.help}", "",
+             "Global options go before the command (`chunkctl --llm openai ingest docs/`).", "",
+             *_table([p for p in root.params if p.name not in ("help", "install_completion", "show_completion")])]
     for name, cmd in root.commands.items():
-        params = [p for p in cmd.params if p.name != "help"]
-        args = " ".join(p.name.upper() + ("..." if p.nargs == -1 else "") for p in params
-                        if p.param_type_name == "argument")
-        lines += [f"### `chunkctl {name}`", "", f"`chunkctl {name} [OPTIONS] {args}`".replace(" `", "`"), "",
-                  (cmd.help or "").strip(), ""]
-        if params:
-            lines += ["| parameter | kind | default | environment | description |", "|---|---|---|---|---|"]
-            lines += [_param_row(p) for p in params]
-            lines.append("")
+        lines += _command(name, cmd)
     lines.append(END)
     return "\n".join(lines)
 
