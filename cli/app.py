@@ -57,8 +57,6 @@ def _root(
 ) -> None:
     from pathlib import Path
 
-    from click.core import ParameterSource
-
     from chunkctl.config import config_path, default_map, load_config
 
     path = Path(config) if config else config_path()
@@ -72,7 +70,8 @@ def _root(
     given = {k: v for k, v in locals().items() if k.startswith(("llm", "no_llm"))}
     shared = {k.replace("-", "_"): v for k, v in settings.items() if not isinstance(v, dict)}
     for name in given:
-        if name in shared and ctx.get_parameter_source(name) == ParameterSource.DEFAULT:
+        source = ctx.get_parameter_source(name)  # Typer's own copy of click's enum: compare by name
+        if name in shared and getattr(source, "name", None) == "DEFAULT":
             given[name] = shared[name]
     ctx.obj = {"llm": given}
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import importlib.util
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from chunkctl.llm import wire
@@ -98,7 +98,8 @@ class LocalBackend:
             raise LLMError(f"local {self.model_id}: {e}") from None
         if isinstance(resp, dict) and "error" in resp:
             raise LLMError(f"local {self.model_id}: {resp['error']}")
-        return wire.completion(resp, self.model_id, time.perf_counter() - t0)
+        comp = wire.completion(resp, self.model_id, time.perf_counter() - t0)
+        return replace(comp, model=self.model_id)  # llama.cpp reports the file path
 
     def _hf_generate(self, req: Request) -> Completion:
         from chunkctl.llm.jsonout import with_instruction
