@@ -67,7 +67,9 @@ def _root(
         from chunkctl.cli.render import USAGE, fail
         fail(f"config file {path}: {e}", USAGE)
     # The root's own options are parsed before the file is read: fill in those left at their default.
-    given = {k: v for k, v in locals().items() if k.startswith(("llm", "no_llm"))}
+    given = dict(llm=llm, llm_model=llm_model, llm_base_url=llm_base_url, llm_concurrency=llm_concurrency,
+                 llm_max_tokens_total=llm_max_tokens_total, llm_timeout=llm_timeout, llm_retries=llm_retries,
+                 llm_price=llm_price, llm_cache=llm_cache, no_llm_cache=no_llm_cache)
     shared = {k.replace("-", "_"): v for k, v in settings.items() if not isinstance(v, dict)}
     for name in given:
         source = ctx.get_parameter_source(name)  # Typer's own copy of click's enum: compare by name

@@ -86,7 +86,8 @@ def llm_settings_from(ctx, db: str | None, device: str = "auto"):
     price = None
     if o["llm_price"]:
         try:
-            pin, pout = (float(x) for x in str(o["llm_price"]).split(","))
+            raw = o["llm_price"]  # "IN,OUT" from a flag or the environment, a list from the file
+            pin, pout = (float(x) for x in (raw if isinstance(raw, (list, tuple)) else str(raw).split(",")))
             price = (pin, pout)
         except ValueError:
             fail(f"--llm-price takes IN,OUT in USD per million tokens, e.g. 0.15,0.60; got {o['llm_price']!r}",

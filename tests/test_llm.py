@@ -160,8 +160,10 @@ def test_scoring_falls_back_when_the_server_cannot_echo(server):
             return Completion(logprobs=(TokenLogprob(req.score, -1.25),), scored_by="tiny-scorer")
 
     b = backend(server, fallback=Scorer)
-    c = LLM(b).complete(Request(prompt="ctx", score=" text"))
+    llm = LLM(b)
+    c = llm.complete(Request(prompt="ctx", score=" text"))
     assert b.echo_scoring is False and c.scored_by == "tiny-scorer" and c.logprobs[0].logprob == -1.25
+    assert "scoring by the local tiny-scorer" in llm.stats.line()  # the summary says who scored
     LLM(b).complete(Request(prompt="ctx", score=" more"))
     assert server.posts() == 1  # learned once: later scoring goes straight to the fallback
 

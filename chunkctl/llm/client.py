@@ -70,6 +70,7 @@ class LLMStats:
     completion_tokens: int = 0
     latencies: list[float] = field(default_factory=list)
     price: tuple[float, float] | None = None
+    scored_by: str = ""  # the model that scored, when it is not the backend's (a server without echo)
 
     @property
     def tokens(self) -> int:
@@ -95,7 +96,8 @@ class LLMStats:
         return {"calls": self.calls, "cache_hits": self.cache_hits, "errors": self.errors, "undone": self.undone,
                 "repairs": self.repairs, "prompt_tokens": self.prompt_tokens,
                 "completion_tokens": self.completion_tokens, "latency_p50_s": self.percentile(50),
-                "latency_p95_s": self.percentile(95), "latency_max_s": self.percentile(100), "cost_usd": self.cost}
+                "latency_p95_s": self.percentile(95), "latency_max_s": self.percentile(100), "cost_usd": self.cost,
+                "scored_by": self.scored_by or None}
 
     def line(self) -> str:
         parts = [f"{self.calls} call(s)", f"{self.cache_hits} from the cache",
@@ -110,6 +112,8 @@ class LLMStats:
             parts.append(f"{self.errors} failed")
         if self.undone:
             parts.append(f"{self.undone} not sent: token budget spent")
+        if self.scored_by:
+            parts.append(f"scoring by the local {self.scored_by} (the server returns no prompt log-probs)")
         return ", ".join(parts)
 
 
@@ -174,6 +178,8 @@ class LLM:
                 raise BudgetExhausted(f"the LLM token budget ({self.max_tokens_total:,}) is spent")
         comp = self.backend.complete(req)
         with self._lock:
+            if comp.scored_by and comp.scored_by != self.backend.model_id:
+                self.stats.scored_by = comp.scored_by
             self.stats.calls += 1
             self.stats.prompt_tokens += comp.prompt_tokens
             self.stats.completion_tokens += comp.completion_tokens
