@@ -164,3 +164,16 @@ def test_ingest_prints_llm_accounting_and_reuses_the_cache(cli, monkeypatch, tmp
         assert "removed 3" in out
     finally:
         server.close()
+
+
+def test_a_hugging_face_folder_generates_and_scores_through_transformers(local):
+    """Any Hugging Face folder can be the local model: here the folder the GGUF was converted to."""
+    from chunkctl.llm.scorer import hf_folder
+
+    folder_backend = LocalBackend(str(hf_folder(local.model.gguf, MODEL_DIR)), cache_dir=MODEL_DIR)
+    llm = LLM(folder_backend)
+    c = llm.complete(chat("Name a fruit.", max_tokens=6, top_logprobs=2))
+    assert c.text.strip() and 0 < c.completion_tokens <= 6 and all(len(t.top) == 2 for t in c.logprobs)
+    s = llm.complete(Request(prompt=CONTEXT, score=TEXT))
+    ref = LLM(local).complete(Request(prompt=CONTEXT, score=TEXT))
+    assert [t.logprob for t in s.logprobs] == pytest.approx([t.logprob for t in ref.logprobs], abs=1e-5)
