@@ -132,10 +132,9 @@ class OpenAIBackend:
                                           top_logprobs=wire.MAX_TOP), self.model_id, False)
         t0 = time.perf_counter()
         comp = wire.completion(self._request("POST", path, body), self.model_id, time.perf_counter() - t0)
-        first = comp.logprobs[0].top if comp.logprobs else ()
         if not comp.logprobs:
             raise LLMError(f"{self.base_url} ({self.model_id}) returned no log-probs for the next token")
-        return replace(comp, candidates=wire.pick_candidates(first, req.candidates))
+        return replace(comp, candidates=wire.pick_candidates(comp.logprobs[0].top, req.candidates))
 
     # -- HTTP with retries ---------------------------------------------------------------------
     def _request(self, method: str, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
