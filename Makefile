@@ -29,8 +29,11 @@ demo: install
 	$(VENV)/bin/chunkctl stats --db demo.duckdb
 	$(VENV)/bin/chunkctl show report.pdf --db demo.duckdb --strategy recursive
 	$(VENV)/bin/chunkctl search "How long do returned seed packets stay in quarantine?" --db demo.duckdb -k 3 --mode hybrid
+	$(VENV)/bin/chunkctl eval --qa sample_docs/qa.jsonl --corpus sample_docs --db demo.duckdb -c recursive:size=128 -c structure -k 1 -k 3 --baseline recursive:size=128
 
+# The HTML report's test renders it in Debian's chromium (headless); installed here when missing.
 test: install
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 	$(PY) -m pytest -q
 
 # LangChain's SemanticChunker lives in langchain-experimental, which needs langchain-community for
@@ -40,6 +43,7 @@ bench: install
 	$(PY) bench/chunk_speed.py
 	$(PY) bench/embed_cpu.py
 	$(PY) bench/semantic_speed.py
+	$(PY) bench/chroma_repro.py
 
 docs: install
 	$(PY) scripts/render_cli_reference.py

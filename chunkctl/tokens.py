@@ -27,7 +27,10 @@ Offsets = tuple[list[int], list[int]]  # token starts, token ends (both non-decr
 # Segments end after a blank line; a segment longer than this is cut at whitespace so that no
 # single tokenizer call sees a huge string (one 5 MB string is 4x slower than a batch of paragraphs).
 _MAX_SEGMENT = 16_384
-_BLANK_LINE = re.compile(r"\n[ \t]*\n\s*")
+# Segment bounds must not change what a whole-text tokenization would give: byte-level BPE joins a
+# space to the word after it, so a segment ends right after a blank line's last newline (spaces
+# that follow begin the next segment) and a long segment is cut *before* its last space.
+_BLANK_LINE = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)*")
 _LAST_SPACE = re.compile(r"\s(?=\S*$)")
 
 TOKENIZER_NAMES = ("minilm", "cl100k")
@@ -160,7 +163,7 @@ def get_tokenizer(name: str = "minilm") -> Tokenizer:
 
 def segment_bounds(text: str, max_len: int = _MAX_SEGMENT) -> list[int]:
     """Start offsets of paragraph segments covering ``text`` (each segment keeps its trailing blank
-    line). Segments longer than ``max_len`` are cut after whitespace."""
+    line). Segments longer than ``max_len`` are cut before whitespace."""
     starts = [0]
     for m in _BLANK_LINE.finditer(text):
         if m.end() < len(text):
@@ -172,7 +175,7 @@ def segment_bounds(text: str, max_len: int = _MAX_SEGMENT) -> list[int]:
         while e - s > max_len:
             window = text[s + max_len // 2 : s + max_len]
             m = _LAST_SPACE.search(window)
-            cut = s + max_len // 2 + m.end() if m else s + max_len
+            cut = s + max_len // 2 + m.start() if m else s + max_len
             bounded.append(cut)
             s = cut
     return bounded

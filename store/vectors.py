@@ -333,7 +333,7 @@ def _fts_table(store: Store, strategy: str | None) -> str:
     return name
 
 
-def _bm25_ranks(store: Store, query: str, strategy: str | None, k: int) -> list[tuple[str, float]]:
+def bm25_ranks(store: Store, query: str, strategy: str | None, k: int) -> list[tuple[str, float]]:
     load_extensions(store.con, ["fts"])
     table = _fts_table(store, strategy)
     return store.query(f"SELECT chunk_id, score FROM (SELECT chunk_id, fts_main_{table}.match_bm25(chunk_id, ?) "
@@ -370,7 +370,7 @@ def search(store: Store, query: str, k: int = 10, mode: str = "vector", strategy
         vector = _vector_ranks(store, embedder.embed([query])[0], embedder.model_id, strategy,
                                k if mode == "vector" else max(4 * k, 50), index)
     if mode in ("bm25", "hybrid"):
-        bm25 = _bm25_ranks(store, query, strategy, k if mode == "bm25" else max(4 * k, 50))
+        bm25 = bm25_ranks(store, query, strategy, k if mode == "bm25" else max(4 * k, 50))
     ranked = vector if mode == "vector" else bm25 if mode == "bm25" else rrf([vector, bm25], k)
     if cutoff == "sage":
         ranked = ranked[:sage_cutoff([score for _, score in ranked])]

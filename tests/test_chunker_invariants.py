@@ -17,6 +17,7 @@ from conftest import SAMPLE_DOCS
 SPECS = [
     "fixed", "fixed:size=32,overlap=8", "fixed:size=40,tokenizer=cl100k",
     "recursive", "recursive:size=32,overlap=8", "recursive:size=48,tokenizer=cl100k",
+    "recursive-lc", "recursive-lc:size=32,overlap=8", "recursive-lc:size=40,tokenizer=minilm",
     "sentence", "sentence:size=24,overlap=6",
     "structure", "structure:size=24", "structure:size=40,combine=false",
     "split-merge", "split-merge:size=40,overlap=8",

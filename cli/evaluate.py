@@ -1,0 +1,153 @@
+"""`chunkctl eval`."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from chunkctl.cli.options import Chunkers, Db, Device, Model, Quiet
+from chunkctl.cli.render import (OK, QUALITY_GATE, USAGE, chunkers_from, device_from, embedder_from, err, fail,
+                                 open_store, out)
+
+
+def eval_cmd(
+    qa: Annotated[Path, typer.Option("--qa", help="QA set: native JSONL, Chroma's questions_df.csv, or "
+                                                  "SQuAD-style JSON (detected from the suffix).")],
+    corpus: Annotated[Optional[Path], typer.Option(
+        "--corpus", help="Folder of the documents the QA set refers to: ingested (and embedded) into --db "
+                         "first, unchanged files skipped. Without it, the documents already in --db.")] = None,
+    db: Db = "chunkctl.duckdb",
+    chunker: Chunkers = None,
+    qa_format: Annotated[Optional[str], typer.Option("--qa-format", help="jsonl, chroma or squad.")] = None,
+    model: Model = "minilm",
+    device: Device = "auto",
+    k: Annotated[Optional[list[str]], typer.Option(
+        "-k", help="Chunks retrieved per question (repeatable); 'min': as many as touch the question's "
+                   "references (Chroma's retrieve=-1). Default 5.")] = None,
+    mode: Annotated[str, typer.Option("--mode", help="vector (exact cosine), bm25, or hybrid (RRF).")] = "vector",
+    locate: Annotated[str, typer.Option(
+        "--locate", help="offsets: score the chunks' true offsets; find: place each chunk at the first "
+                         "occurrence of its text, as Chroma's code does (to compare with its tables).")] = "offsets",
+    baseline: Annotated[Optional[str], typer.Option(
+        "--baseline", metavar="SPEC", help="A strategy to compare every other against, question by question "
+                                           "(bootstrap 95% interval, wins/ties/losses).")] = None,
+    json_file: Annotated[Optional[str], typer.Option("--json", metavar="FILE",
+                                                     help="Write the results as JSON (- for stdout).")] = None,
+    markdown_file: Annotated[Optional[str], typer.Option("--markdown", metavar="FILE",
+                                                         help="Write the results as a Markdown table.")] = None,
+    html_file: Annotated[Optional[str], typer.Option(
+        "--html", metavar="FILE", help="Write a self-contained HTML report with plots (recall and IoU "
+                                       "against k, chunk sizes, recall per document).")] = None,
+    save: Annotated[Optional[str], typer.Option("--save", metavar="FILE.parquet",
+                                                help="Append the results to a Parquet file (a history for CI).")] = None,
+    fail_under: Annotated[Optional[list[str]], typer.Option(
+        "--fail-under", metavar="METRIC[@K]=VALUE",
+        help="Quality gate, e.g. recall@5=0.80 (fractions): exit 4 when any strategy is below.")] = None,
+    quiet: Quiet = False,
+) -> None:
+    """Measure chunking strategies against a QA set: every question retrieves its top-k chunks from
+    one index over the whole corpus; recall, precision, IoU and precision-Ω are character-level, as
+    Chroma's benchmark computes them, plus hit@k, MRR, nDCG and answer coverage.
+
+    Exit code 0, 2 on a usage error, 4 when a --fail-under gate fails.
+    """
+    from chunkctl.evaluate.qa import FORMATS, load_qa
+    from chunkctl.evaluate.report import failed_gates, markdown, parse_gate, save_parquet, write_json
+    from chunkctl.evaluate.run import K_MIN, LOCATES, EvalOptions, evaluate
+    from chunkctl.store.vectors import MODES
+
+    if mode not in MODES:
+        fail(f"--mode must be one of {', '.join(MODES)}", USAGE)
+    if locate not in LOCATES:
+        fail(f"--locate must be one of {', '.join(LOCATES)}", USAGE)
+    if qa_format is not None and qa_format not in FORMATS:
+        fail(f"--qa-format must be one of {', '.join(FORMATS)}", USAGE)
+    if not qa.is_file():
+        fail(f"--qa {qa}: no such file", USAGE)
+    if corpus is not None and not corpus.is_dir():
+        fail(f"--corpus {corpus}: no such folder", USAGE)
+    ks = k or ["5"]
+    bad = [x for x in ks if x != K_MIN and not (x.isdigit() and int(x) > 0)]
+    if bad:
+        fail(f"-k takes a positive number or 'min', not {bad[0]!r}", USAGE)
+    try:
+        gates = [parse_gate(g) for g in fail_under or []]
+        qaset = load_qa(qa, qa_format)
+    except (ValueError, OSError) as e:
+        fail(str(e), USAGE)
+    chunkers = chunkers_from(chunker)
+    base = None
+    if baseline:
+        base = chunkers_from([baseline])[0]
+        if base.strategy_id not in {c.strategy_id for c in chunkers}:
+            chunkers = [base, *chunkers]
+    device = device_from(device)
+    embedder = embedder_from(model, device) if mode != "bm25" else None
+    roots = [str(corpus)] if corpus else None
+    if qaset.documents:  # a SQuAD file carries its documents: they become a corpus beside the store
+        folder = Path(db).with_suffix(".qa-docs")
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, text in qaset.documents.items():
+            f = folder / name
+            if not f.exists() or f.read_text(encoding="utf-8") != text:
+                f.write_text(text, encoding="utf-8")
+        roots = [str(folder)]
+    exclude = [qa.name] if corpus and qa.resolve().parent == corpus.resolve() else []
+    opts = EvalOptions(chunkers, ks=[x if x == K_MIN else int(x) for x in ks], mode=mode, locate=locate,
+                       embedder=embedder, baseline=base, device=device)
+    with open_store(db, create=roots is not None) as store:
+        try:
+            report = evaluate(store, qaset, opts, corpus=roots, exclude=exclude)
+        except ValueError as e:
+            fail(str(e), USAGE)
+    for p in report.problems:
+        err.print(f"[yellow]warning:[/] {p}", highlight=False)
+    if json_file:
+        write_json(report, json_file)
+    if markdown_file:
+        Path(markdown_file).write_text(markdown(report), encoding="utf-8")
+    if html_file:
+        from chunkctl.evaluate.html import render
+
+        Path(html_file).write_text(render(report, f"chunkctl eval · {qa.name}"), encoding="utf-8")
+    if save:
+        n = save_parquet(report, save, str(qa))
+        err.print(f"results appended to {save} ({n} rows)", highlight=False)
+    if not quiet and json_file != "-":
+        _table(report)
+    failures = failed_gates(report, gates)
+    for f in failures:
+        err.print(f"[bold red]gate failed:[/] {f}", highlight=False)
+    raise typer.Exit(QUALITY_GATE if failures else OK)
+
+
+def _table(report) -> None:
+    from rich.table import Table
+
+    from chunkctl.evaluate.report import SHOWN
+
+    model = f", {report.model_id}" if report.model_id and report.mode != "bm25" else ""
+    t = Table(title=f"{report.n_questions} questions · {report.mode}{model} · located by {report.locate} · "
+                    "mean ± std ×100", title_justify="left")
+    t.add_column("strategy")
+    t.add_column("k", justify="right")
+    for _, head in SHOWN:
+        t.add_column(head, justify="right")
+    for col in ("chunks", "tok", "s"):
+        t.add_column(col, justify="right")
+    for r in report.rows():
+        secs = r.get("chunk_embed_store_s", 0.0) + r["retrieve_s"]
+        t.add_row(r["strategy"], r["k"], *(f"{100 * r[m]:.1f}±{100 * r[m + '_std']:.0f}" for m, _ in SHOWN),
+                  str(r["chunks"]), f"{r['tokens_mean']:.0f}", f"{secs:.1f}")
+    out.print(t)
+    if report.paired:
+        p = Table(title=f"against {report.baseline}: mean per-question difference ×100 [bootstrap 95% CI]",
+                  title_justify="left")
+        for col in ("strategy", "k", "metric", "diff", "95% CI", "W/T/L"):
+            p.add_column(col)
+        for d in report.paired:
+            p.add_row(d["strategy"], d["k"], d["metric"], f"{100 * d['mean_diff']:+.2f}",
+                      f"[{100 * d['ci95'][0]:+.2f}, {100 * d['ci95'][1]:+.2f}]",
+                      f"{d['wins']}/{d['ties']}/{d['losses']}")
+        out.print(p)

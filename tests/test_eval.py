@@ -1,0 +1,216 @@
+"""`chunkctl eval`: Chroma's range metrics on hand-made cases, the QA loaders and reference
+placing, the published precision-Ω regression on Chroma's benchmark (no embedder needed), and the
+command end to end on sample_docs (tables, JSON, Markdown, Parquet history, quality gates)."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from chunkctl.evaluate import metrics as M
+from chunkctl.evaluate.qa import Reference, load_qa, place
+from chunkctl.evaluate.run import EvalOptions, evaluate
+from conftest import SAMPLE_DOCS
+
+CHROMA = Path(__file__).resolve().parent.parent.parent / "shared" / "bench-data" / "chroma"
+
+
+# -- metrics ---------------------------------------------------------------------------------------
+def test_golden_case_from_the_spec():
+    refs = [(10, 20)]
+    recall, precision, iou = M.retrieval_scores(refs, [((0, 15), True)])
+    assert (recall, precision, iou) == (0.5, 5 / 15, 5 / (15 + 5))
+    pomega, touching = M.precision_omega(refs, [(0, 15), (15, 30)])
+    assert pomega == pytest.approx(10 / 30) and touching == 2
+
+
+def test_touching_chunk_counts_for_precision_omega_but_adds_nothing():
+    refs = [(10, 20)]
+    exact, n1 = M.precision_omega(refs, [(10, 20), (30, 40)])
+    touching, n2 = M.precision_omega(refs, [(10, 20), (20, 25)])  # [20,25) only touches
+    assert (exact, n1) == (1.0, 1) and (touching, n2) == (10 / 15, 2)
+
+
+def test_other_documents_chunks_cost_precision_and_duplicates_count_twice():
+    refs = [(0, 10)]
+    r, p, i = M.retrieval_scores(refs, [((0, 10), True), ((0, 10), False), ((0, 10), True)])
+    assert r == 1.0 and p == pytest.approx(10 / 30) and i == pytest.approx(10 / 30)
+
+
+def test_iou_adds_the_missed_reference_characters():
+    refs = [(0, 10), (50, 60)]
+    r, p, i = M.retrieval_scores(refs, [((0, 20), True)])
+    assert r == 0.5 and p == 0.5 and i == pytest.approx(10 / (20 + 10))
+
+
+def test_rank_metrics_and_coverage():
+    hit, rr, ndcg = M.rank_scores([False, True, False], n_relevant=2)
+    assert hit == 1.0 and rr == 0.5
+    assert ndcg == pytest.approx((1 / np.log2(3)) / (1 + 1 / np.log2(3)))
+    assert M.rank_scores([False, False], 1) == (0.0, 0.0, 0.0)
+    assert M.covered_whole([(5, 8), (9, 12)], [(0, 10), (10, 20)]) == 0.5
+
+
+def test_paired_statistics():
+    same = M.paired([0.5, 0.6, 0.7], [0.5, 0.6, 0.7])
+    assert same["mean_diff"] == 0 and same["ci95"] == [0, 0] and same["ties"] == 3
+    better = M.paired([1.0] * 20, [0.0] * 20)
+    assert better["wins"] == 20 and better["ci95"][0] == pytest.approx(1.0)
+    assert M.mean_std([0.0, 1.0]) == (0.5, 0.5)  # population std, as Chroma reports
+
+
+# -- QA sets ---------------------------------------------------------------------------------------
+def test_native_flat_and_reference_lines(tmp_path):
+    f = tmp_path / "qa.jsonl"
+    f.write_text(json.dumps({"question": "q1", "doc": "a.md", "answer": "xy", "char_start": 1, "char_end": 3}) + "\n"
+                 + json.dumps({"question": "q2", "references": [{"doc": "b.txt", "char_start": 0, "char_end": 2,
+                                                                 "text": "hi"}]}) + "\n")
+    qa = load_qa(f)
+    assert qa.format == "jsonl" and [q.question for q in qa.questions] == ["q1", "q2"]
+    assert qa.questions[0].refs == (Reference("a.md", 1, 3, "xy"),)
+
+
+def test_chroma_csv(tmp_path):
+    f = tmp_path / "questions_df.csv"
+    with open(f, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["question", "references", "corpus_id"])
+        w.writerow(["q", json.dumps([{"content": "abc", "start_index": 3, "end_index": 6}]), "corp"])
+    qa = load_qa(f)
+    assert qa.format == "chroma" and qa.questions[0].refs == (Reference("corp", 3, 6, "abc"),)
+
+
+def test_squad_paragraphs_join_into_one_document_with_shifted_offsets(tmp_path):
+    f = tmp_path / "squad.json"
+    data = {"data": [{"title": "Seeds", "paragraphs": [
+        {"context": "First paragraph.", "qas": [{"question": "a?", "answers": [{"text": "First", "answer_start": 0}]}]},
+        {"context": "Second one here.", "qas": [{"question": "b?", "answers": [{"text": "one", "answer_start": 7}]},
+                                               {"question": "c?", "answers": [], "is_impossible": True}]}]}]}
+    f.write_text(json.dumps(data))
+    qa = load_qa(f)
+    (key, text), = qa.documents.items()
+    assert text == "First paragraph.\n\nSecond one here." and len(qa.questions) == 2
+    r = qa.questions[1].refs[0]
+    assert text[r.start:r.end] == "one" and r.doc == key
+
+
+def test_placing_references():
+    text = "alpha beta gamma beta"
+    ok, note = place(Reference("d", 6, 10, "beta"), text)
+    assert (ok.start, ok.end, note) == (6, 10, None)
+    moved, note = place(Reference("d", 15, 19, "beta"), text)
+    assert (moved.start, moved.end) == (17, 21) and "moved" in note and "2 occurrences" in note
+    located, note = place(Reference("d", None, None, "gamma"), text)
+    assert (located.start, located.end) == (11, 16) and "located" in note
+    missing, note = place(Reference("d", 0, 3, "delta"), text)
+    assert missing is None and "not found" in note
+
+
+# -- the published regression: precision-Ω on Chroma's benchmark ------------------------------------
+@pytest.mark.slow
+def test_precision_omega_reproduces_chroma(tmp_path):
+    """Fixed cl100k windows (Chroma's TokenText) and LangChain-style recursive chunks: precision-Ω
+    ×100 as published (find: first-occurrence placement) and with true offsets. Retrieval is BM25
+    only because precision-Ω does not depend on it."""
+    from chunkctl.chunkers import parse_spec
+    from chunkctl.store import Store
+
+    specs = {"fixed:size=800,overlap=400,tokenizer=cl100k": (4.7, 4.67),
+             "fixed:size=400,overlap=200,tokenizer=cl100k": (8.4, 8.49),
+             "fixed:size=400,tokenizer=cl100k": (12.5, 12.74),
+             "fixed:size=200,tokenizer=cl100k": (21.0, 21.40),
+             "recursive-lc:size=200": (29.9, 29.9)}
+    chunkers = [parse_spec(s) for s in specs]
+    qa = load_qa(CHROMA / "questions_df.csv")
+    with Store(tmp_path / "chroma.duckdb") as store:
+        got = {}
+        for locate in ("find", "offsets"):
+            rep = evaluate(store, qa, EvalOptions(chunkers, ks=[5], mode="bm25", locate=locate),
+                           corpus=[str(CHROMA / "corpora")])
+            assert rep.n_questions == 472 and not rep.problems
+            got[locate] = {r["strategy"]: 100 * r["precision_omega"] for r in rep.rows()}
+    for spec, (find, offsets) in specs.items():
+        name = parse_spec(spec).spec
+        assert got["find"][name] == pytest.approx(find, abs=0.05), (spec, got["find"][name])
+        assert got["offsets"][name] == pytest.approx(offsets, abs=0.05), (spec, got["offsets"][name])
+
+
+# -- the command -------------------------------------------------------------------------------------
+def test_eval_on_sample_docs(cli, tmp_path):
+    args = ["eval", "--qa", SAMPLE_DOCS / "qa.jsonl", "--corpus", SAMPLE_DOCS, "--db", tmp_path / "s.duckdb",
+            "-c", "recursive:size=128", "-c", "structure", "-k", "1", "-k", "3", "-k", "min",
+            "--baseline", "recursive:size=128"]
+    code, out, err = cli(*args, "--json", tmp_path / "r.json", "--markdown", tmp_path / "r.md",
+                         "--save", tmp_path / "h.parquet")
+    assert code == 0, err
+    assert "recursive:size=128" in out and "structure" in out and "against recursive:size=128" in out
+    res = json.loads((tmp_path / "r.json").read_text())
+    assert res["questions"] == 22 and not res["problems"] and len(res["results"]) == 6
+    row = next(r for r in res["results"] if r["strategy"] == "recursive:size=128" and r["k"] == "3")
+    assert 0.5 < row["recall"] <= 1 and row["chunks"] > 0 and 0 < row["precision_omega"] <= 1
+    assert {p["metric"] for p in res["paired"]} == {"recall", "iou", "precision"}
+    assert "| structure | 3 |" in (tmp_path / "r.md").read_text()
+    import polars as pl
+
+    assert pl.read_parquet(tmp_path / "h.parquet").height == 6
+    code, _, _ = cli(*args, "--save", tmp_path / "h.parquet", "-q")
+    assert code == 0 and pl.read_parquet(tmp_path / "h.parquet").height == 12  # appended: a history
+    code, out, err = cli(*args, "-q", "--fail-under", "recall@1=0.99", "--fail-under", "iou=0.0")
+    assert code == 4 and "gate failed" in err and "structure recall@1" in err
+    assert "recursive:size=128 recall@1" not in err  # that one passes
+
+
+def test_eval_reports_unplaceable_references_and_usage_errors(cli, tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("Seeds are kept cold and dry for years.\n")
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text(json.dumps({"question": "How are seeds kept?", "doc": "a.txt", "answer": "cold and dry",
+                              "char_start": 15, "char_end": 27}) + "\n"
+                  + json.dumps({"question": "Missing?", "doc": "a.txt", "answer": "not there",
+                                "char_start": 0, "char_end": 9}) + "\n"
+                  + json.dumps({"question": "Elsewhere?", "doc": "b.txt", "answer": "x"}) + "\n")
+    code, out, err = cli("eval", "--qa", qa, "--corpus", docs, "--db", tmp_path / "s.duckdb", "--mode", "bm25",
+                         "--json", "-")
+    assert code == 0
+    res = json.loads(out)
+    assert res["questions"] == 1 and len(res["problems"]) == 4
+    assert any("not found" in p for p in res["problems"]) and any("'b.txt' not in the corpus" in p
+                                                                  for p in res["problems"])
+    assert cli("eval", "--qa", qa, "--corpus", docs, "-k", "zero")[0] == 2
+    assert cli("eval", "--qa", qa, "--corpus", docs, "--fail-under", "speed=1")[0] == 2
+    assert cli("eval", "--qa", tmp_path / "nope.jsonl")[0] == 2
+
+
+def test_html_report_draws_in_a_real_browser(cli, tmp_path):
+    """The report rendered by headless Chromium (Debian's package, installed by `make test`): the
+    screenshot must show each strategy's colour where the plots are."""
+    import shutil
+    import subprocess
+
+    from PIL import Image
+
+    from chunkctl.evaluate.html import COLOURS
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert browser, "Debian's chromium is needed for this test: `make test` installs it (apt-get install chromium)"
+    report = tmp_path / "r.html"
+    code, _, err = cli("eval", "--qa", SAMPLE_DOCS / "qa.jsonl", "--corpus", SAMPLE_DOCS, "--db", tmp_path / "s.duckdb",
+                       "-c", "recursive:size=128", "-c", "structure", "-k", "1", "-k", "3", "--mode", "bm25",
+                       "--html", report, "-q")
+    assert code == 0, err
+    page = report.read_text()
+    assert page.count('<svg class="plot"') == 4 and "<script" not in page and "http" not in page.split("<svg")[0]
+    shot = tmp_path / "shot.png"
+    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                    f"--screenshot={shot}", "--window-size=1400,1800", report.as_uri()],
+                   check=True, capture_output=True, timeout=120)
+    img = Image.open(shot).convert("RGB")
+    pixels = np.asarray(img).reshape(-1, 3).astype(int)
+    for colour in COLOURS[:2]:  # one per strategy
+        rgb = np.array([int(colour[i:i + 2], 16) for i in (1, 3, 5)])
+        drawn = int((np.abs(pixels - rgb).sum(axis=1) < 30).sum())
+        assert drawn > 500, f"{colour}: only {drawn} pixels drawn"
