@@ -8,6 +8,7 @@ import typer
 from chunkctl import __version__
 from chunkctl.cli import doctor, evaluate, ingest, inspect, search
 from chunkctl.cli import llm as llm_cli
+from chunkctl.cli import qa as qa_cli
 from chunkctl.cli.options import (Llm, LlmBaseUrl, LlmCache, LlmConcurrency, LlmMaxTokens, LlmModel, LlmPrice,
                                   LlmRetries, LlmTimeout, NoLlmCache)
 
@@ -28,6 +29,7 @@ COMMANDS = {
 for _name, _fn in COMMANDS.items():
     app.command(_name)(_fn)
 app.add_typer(llm_cli.app, name="llm")
+app.add_typer(qa_cli.app, name="qa")
 
 
 def _version(value: bool) -> None:
@@ -62,7 +64,7 @@ def _root(
     path = Path(config) if config else config_path()
     try:
         settings = load_config(path)
-        ctx.default_map = default_map(settings, {**dict.fromkeys(COMMANDS), "llm": llm_cli.TREE})
+        ctx.default_map = default_map(settings, {**dict.fromkeys(COMMANDS), "llm": llm_cli.TREE, "qa": qa_cli.TREE})
     except (OSError, ValueError) as e:
         from chunkctl.cli.render import USAGE, fail
         fail(f"config file {path}: {e}", USAGE)

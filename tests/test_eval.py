@@ -214,3 +214,56 @@ def test_html_report_draws_in_a_real_browser(cli, tmp_path):
         rgb = np.array([int(colour[i:i + 2], 16) for i in (1, 3, 5)])
         drawn = int((np.abs(pixels - rgb).sum(axis=1) < 30).sum())
         assert drawn > 500, f"{colour}: only {drawn} pixels drawn"
+
+
+# -- qa generate ------------------------------------------------------------------------------------
+SEEDS = ("Seed banks keep seeds at minus eighteen degrees Celsius in sealed foil packets. "
+         "Every ten years a sample of each accession is germinated to check that it still grows. "
+         "Accessions that fall below eighty-five percent germination are regrown in the field.\n")
+
+
+def test_qa_generate_keeps_only_verbatim_supported_distinct_questions(cli, tmp_path):
+    """The model is scripted (a server of the tests' own on 127.0.0.1) because this test is about the
+    pipeline's arithmetic: which answers are kept; the embedding filters use the real MiniLM."""
+    from llm_server import FaultServer
+
+    def answer(question, *excerpts):
+        return ("text", json.dumps({"question": question, "references": list(excerpts)}))
+
+    server = FaultServer()
+    server.script.extend([
+        answer("At what temperature do seed banks keep seeds?", "keep seeds at minus eighteen degrees Celsius"),
+        answer("How often are accessions germinated?", "every ten years, roughly"),  # not in the text: retried
+        answer("At what temperature are the seeds kept by seed banks?",
+               "Seed banks keep seeds at minus eighteen degrees Celsius"),  # a near-duplicate
+        answer("Who won the football world cup in 1954?", "sealed foil packets"),  # weakly supported
+        answer("What happens to accessions below eighty-five percent germination?",
+               "Accessions that fall below eighty-five percent germination are regrown in the field."),
+    ])
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "bank.txt").write_text(SEEDS)
+    out = tmp_path / "qa.jsonl"
+    code, stdout, err = cli("--llm", "openai", "--llm-base-url", server.url, "--llm-model", "fault-model",
+                            "qa", "generate", docs, "-o", out, "--per-doc", "4")
+    server.close()
+    assert code == 0, err
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["question"] for r in rows] == ["At what temperature do seed banks keep seeds?",
+                                             "What happens to accessions below eighty-five percent germination?"]
+    for r in rows:
+        for ref in r["references"]:
+            assert ref["doc"] == "bank.txt" and SEEDS[ref["char_start"]:ref["char_end"]] == ref["text"]
+    assert "1 with an excerpt not in the document, 1 weakly supported, 1 near-duplicates" in stdout
+    code, stdout, _ = cli("eval", "--qa", out, "--corpus", docs, "--db", tmp_path / "s.duckdb", "--mode", "bm25",
+                          "--json", "-")  # the generated set is a valid eval input
+    assert code == 0 and json.loads(stdout)["questions"] == 2
+
+
+def test_find_excerpt_tolerates_reflowed_white_space():
+    from chunkctl.evaluate.generate import find_excerpt
+
+    text = "one two\nthree four. one two three"
+    assert find_excerpt(text, "one two three", near=30) == (20, 33)
+    assert find_excerpt(text, "two three  four.") == (4, 19)
+    assert find_excerpt(text, "five") is None
