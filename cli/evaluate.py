@@ -44,6 +44,9 @@ def eval_cmd(
     fail_under: Annotated[Optional[list[str]], typer.Option(
         "--fail-under", metavar="METRIC[@K]=VALUE",
         help="Quality gate, e.g. recall@5=0.80 (fractions): exit 4 when any strategy is below.")] = None,
+    intrinsic: Annotated[bool, typer.Option(
+        "--intrinsic", help="Also Adaptive Chunking's intrinsic metrics: size compliance, intrachunk "
+                            "cohesion, document contextual coherence, block integrity.")] = False,
     quiet: Quiet = False,
 ) -> None:
     """Measure chunking strategies against a QA set: every question retrieves its top-k chunks from
@@ -83,7 +86,7 @@ def eval_cmd(
         if base.strategy_id not in {c.strategy_id for c in chunkers}:
             chunkers = [base, *chunkers]
     device = device_from(device)
-    embedder = embedder_from(model, device) if mode != "bm25" else None
+    embedder = embedder_from(model, device) if mode != "bm25" or intrinsic else None
     roots = [str(corpus)] if corpus else None
     if qaset.documents:  # a SQuAD file carries its documents: they become a corpus beside the store
         folder = Path(db).with_suffix(".qa-docs")
@@ -95,7 +98,7 @@ def eval_cmd(
         roots = [str(folder)]
     exclude = [qa.name] if corpus and qa.resolve().parent == corpus.resolve() else []
     opts = EvalOptions(chunkers, ks=[x if x == K_MIN else int(x) for x in ks], mode=mode, locate=locate,
-                       embedder=embedder, baseline=base, device=device)
+                       embedder=embedder, baseline=base, device=device, intrinsic=intrinsic)
     with open_store(db, create=roots is not None) as store:
         try:
             report = evaluate(store, qaset, opts, corpus=roots, exclude=exclude)
@@ -151,3 +154,13 @@ def _table(report) -> None:
                       f"[{100 * d['ci95'][0]:+.2f}, {100 * d['ci95'][1]:+.2f}]",
                       f"{d['wins']}/{d['ties']}/{d['losses']}")
         out.print(p)
+    if any("intrinsic_sc" in r for r in report.rows()):
+        i = Table(title="intrinsic (Adaptive Chunking), ×100; RC needs a coreference model: not available offline",
+                  title_justify="left")
+        for col in ("strategy", "SC", "ICC", "DCC", "BI"):
+            i.add_column(col, justify="right")
+        for s in report.strategies:
+            r = s.rows[0]
+            i.add_row(s.spec, *("—" if r[f"intrinsic_{m}"] is None else f"{100 * r[f'intrinsic_{m}']:.1f}"
+                                for m in ("sc", "icc", "dcc", "bi")))
+        out.print(i)

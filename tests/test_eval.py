@@ -267,3 +267,43 @@ def test_find_excerpt_tolerates_reflowed_white_space():
     assert find_excerpt(text, "one two three", near=30) == (20, 33)
     assert find_excerpt(text, "two three  four.") == (4, 19)
     assert find_excerpt(text, "five") is None
+
+
+# -- intrinsic metrics (Adaptive Chunking) ----------------------------------------------------------
+def test_size_compliance_and_block_integrity():
+    from chunkctl.evaluate.intrinsic import block_integrity, size_compliance
+
+    assert size_compliance([50, 100, 1100, 1101]) == 0.5 and size_compliance([]) is None
+    blocks = [(0, 100), (100, 200), (200, 300)]
+    assert block_integrity(blocks, [0, 100, 200]) == 1.0  # cuts on the boundaries
+    assert block_integrity(blocks, [0, 103]) == 1.0  # within the 5-character tolerance
+    assert block_integrity(blocks, [0, 150, 250]) == pytest.approx(1 / 3)
+    assert block_integrity(blocks, [0]) == 1.0
+
+
+def test_cohesion_and_coherence_arithmetic():
+    """A fake embedder (an arithmetic test): texts made of 'a' point one way, of 'b' another."""
+    from chunkctl.evaluate.intrinsic import contextual_coherence, intrachunk_cohesion
+
+    def embed(texts):
+        v = np.array([[t.count("a"), t.count("b")] for t in texts], dtype=float)
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    text = "aaaa" + "bbbb" + "aaaa"
+    # one chunk over an 'a' block and a 'b' block: cos(a, a+b) = cos(b, a+b) = 0.7071
+    assert intrachunk_cohesion(text, [(0, 8)], [4, 8], embed) == pytest.approx(0.5 ** 0.5)
+    assert intrachunk_cohesion(text, [(0, 4), (4, 8)], [4, 8], embed) is None  # no chunk is cut
+    # the window from chunk 0 holds all three (3 tokens <= 3,000): its vector is (8, 4)/|.|; the
+    # windows from 1 and 2 end at the same chunk (or hold one) and are not kept
+    assert contextual_coherence(text, [(0, 4), (4, 8), (8, 12)], [1, 1, 1], embed) == pytest.approx(
+        (8 + 4 + 8) / (3 * 80 ** 0.5))
+    assert contextual_coherence(text, [(0, 12)], [3], embed) is None
+
+
+def test_eval_intrinsic_in_json(cli, tmp_path):
+    code, out, err = cli("eval", "--qa", SAMPLE_DOCS / "qa.jsonl", "--corpus", SAMPLE_DOCS, "--db", tmp_path / "s.duckdb",
+                         "-c", "structure", "--mode", "bm25", "--intrinsic", "--json", "-")
+    assert code == 0, err
+    row = json.loads(out)["results"][0]
+    assert row["intrinsic_sc"] == pytest.approx(1.0) and 0 < row["intrinsic_icc"] <= 1
+    assert 0 < row["intrinsic_dcc"] <= 1 and row["intrinsic_bi"] == pytest.approx(1.0) and row["intrinsic_rc"] is None

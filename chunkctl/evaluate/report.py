@@ -69,6 +69,14 @@ def markdown(report: EvalReport) -> str:
         cells = [f"{100 * r[m]:.1f} ± {100 * r[m + '_std']:.1f}" for m, _ in SHOWN]
         lines.append(f"| {r['strategy']} | {r['k']} | " + " | ".join(cells)
                      + f" | {r['chunks']} | {r['tokens_mean']:.0f} |")
+    if any("intrinsic_sc" in r for r in report.rows()):
+        lines += ["", "Intrinsic (Adaptive Chunking), ×100 (RC needs a coreference model: not available offline):", "",
+                  "| strategy | SC | ICC | DCC | BI |", "|---|---|---|---|---|"]
+        for st in report.strategies:
+            r = st.rows[0]
+            lines.append(f"| {st.spec} | " + " | ".join("—" if r[f"intrinsic_{m}"] is None else
+                                                        f"{100 * r[f'intrinsic_{m}']:.1f}"
+                                                        for m in ("sc", "icc", "dcc", "bi")) + " |")
     if report.paired:
         lines += ["", f"Against the baseline {report.baseline} (per-question differences, bootstrap 95% CI, ×100):", "",
                   "| strategy | k | metric | mean diff | 95% CI | wins / ties / losses |", "|---|---|---|---|---|---|"]

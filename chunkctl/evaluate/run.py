@@ -32,6 +32,7 @@ class EvalOptions:
     embedder: Any = None  # needed for vector and hybrid
     baseline: Any = None  # a Chunker: paired statistics of every other strategy against it
     device: str = "auto"
+    intrinsic: bool = False  # Adaptive Chunking's SC, ICC, DCC, BI (RC unavailable offline)
 
 
 @dataclass
@@ -219,6 +220,12 @@ def evaluate(store, qa: QASet, opts: EvalOptions, corpus: Sequence[str] | None =
                   "tokens_p95": float(np.percentile(sizes, 95)), "tokens_max": int(sizes.max()),
                   "chars_mean": float(np.mean([c[3] - c[2] for c in chunks]))}
         secs = {**seconds.get(sid, {}), "retrieve_s": retrieve_s}
+        if opts.intrinsic:
+            from chunkctl.evaluate.intrinsic import intrinsic_scores
+
+            if opts.embedder is None:
+                raise ValueError("--intrinsic needs an embedding model (ICC and DCC compare vectors)")
+            cstats.update({f"intrinsic_{k}": v for k, v in intrinsic_scores(docs, chunks, opts.embedder.embed).items()})
         rows = []
         for k in opts.ks:
             row = {"strategy": ch.spec, "strategy_id": sid, "k": str(k), "questions": len(placed),
