@@ -307,3 +307,20 @@ def test_eval_intrinsic_in_json(cli, tmp_path):
     row = json.loads(out)["results"][0]
     assert row["intrinsic_sc"] == pytest.approx(1.0) and 0 < row["intrinsic_icc"] <= 1
     assert 0 < row["intrinsic_dcc"] <= 1 and row["intrinsic_bi"] == pytest.approx(1.0) and row["intrinsic_rc"] is None
+
+
+def test_eval_on_a_squad_file_writes_its_documents_beside_the_store(cli, tmp_path):
+    data = {"data": [{"title": "Seed banks", "paragraphs": [
+        {"context": SEEDS.split(". ")[0] + ".", "qas": [
+            {"question": "At what temperature are seeds kept?", "answers": [{"text": "minus eighteen degrees Celsius",
+                                                                             "answer_start": 25}]}]},
+        {"context": "Every ten years a sample of each accession is germinated.", "qas": [
+            {"question": "How often is a sample germinated?", "answers": [{"text": "Every ten years", "answer_start": 0}]}]}]}]}
+    f = tmp_path / "squad.json"
+    f.write_text(json.dumps(data))
+    code, out, err = cli("eval", "--qa", f, "--db", tmp_path / "s.duckdb", "--mode", "bm25", "-c", "sentence:size=16",
+                         "-k", "1", "--json", "-")
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["questions"] == 2 and not res["problems"] and res["results"][0]["recall"] == 1.0
+    assert (tmp_path / "s.qa-docs" / "0000-Seed_banks.txt").exists()
