@@ -140,7 +140,7 @@ def _table(report) -> None:
     for col in ("chunks", "tok", "s"):
         t.add_column(col, justify="right")
     for r in report.rows():
-        secs = r.get("chunk_embed_store_s", 0.0) + r["retrieve_s"]
+        secs = r.get("ingest_s", 0.0) + r["retrieve_s"]
         t.add_row(r["strategy"], r["k"], *(f"{100 * r[m]:.1f}±{100 * r[m + '_std']:.0f}" for m, _ in SHOWN),
                   str(r["chunks"]), f"{r['tokens_mean']:.0f}", f"{secs:.1f}")
     out.print(t)
