@@ -19,10 +19,11 @@ import numpy as np
 
 from chunkctl.llm import LLMError, Request, chat
 
+# Length caps keep a small model's grammar-constrained output from running to max_tokens.
 SCHEMA = {"type": "object", "additionalProperties": False, "required": ["question", "references"],
-          "properties": {"question": {"type": "string", "minLength": 8},
+          "properties": {"question": {"type": "string", "minLength": 8, "maxLength": 300},
                          "references": {"type": "array", "minItems": 1, "maxItems": 5,
-                                        "items": {"type": "string", "minLength": 8}}}}
+                                        "items": {"type": "string", "minLength": 8, "maxLength": 800}}}}
 SYSTEM = ("You write evaluation questions for a search system. Given an excerpt of a document, write one "
           "question a reader could ask that the excerpt answers, and copy, word for word, the passages of "
           "the excerpt that answer it. Copy passages exactly as they appear; do not paraphrase, shorten or "
