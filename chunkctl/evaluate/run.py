@@ -8,6 +8,7 @@ chunks of repeated passages onto the earlier copy), so results compare with the 
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,8 +66,8 @@ class EvalReport:
 def corpus_documents(store, under: Sequence[str] | None = None) -> dict[str, tuple[str, str]]:
     """{doc_id: (path, text)} of the store (or of the documents under the given folders)."""
     rows = store.query("SELECT doc_id, path, text FROM documents")
-    if under:
-        roots = [str(Path(u).resolve()) for u in under]
+    if under:  # stored paths are absolute as walked (symlinks kept), so compare in the same form
+        roots = [os.path.abspath(u) for u in under]
         rows = [r for r in rows if any(r[1] == root or r[1].startswith(root.rstrip("/") + "/") for root in roots)]
     return {r[0]: (r[1], r[2]) for r in rows}
 
@@ -76,7 +77,7 @@ def _keys(path: str, roots: Sequence[str]) -> list[str]:
     keys = [str(p), p.name, p.stem]
     for root in roots:
         try:
-            keys.append(str(p.relative_to(Path(root).resolve())))
+            keys.append(str(p.relative_to(os.path.abspath(root))))
         except ValueError:
             pass
     return keys
