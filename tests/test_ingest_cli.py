@@ -138,8 +138,8 @@ def test_show_stats_and_chunkers(cli, sample_copy, tmp_path):
     assert st["documents"] == 5 and st["strategies"][0]["max"] <= 64
     code, out, _ = cli("chunkers", "--json")
     names = {c["name"] for c in json.loads(out)}
-    assert names == {"fixed", "recursive", "recursive-lc", "sentence", "structure", "split-merge", "semantic", "semantic-double",
-                     "cluster", "late"}
+    assert names == {"fixed", "recursive", "recursive-lc", "sentence", "structure", "split-merge", "semantic",
+                     "semantic-double", "cluster", "late"}
     assert cli("stats", "--db", tmp_path / "missing.duckdb")[0] == 2
 
 
