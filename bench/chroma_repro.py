@@ -24,6 +24,7 @@ STRATEGIES = [
     ("fixed:size=250,overlap=125,tokenizer=cl100k", "TokenText", "250", "125"),
     ("cluster:size=200", "Cluster", "200", "0"),
     ("cluster:size=250", "Cluster", "250", "0"),
+    ("cluster:size=250,compat=true", "Cluster", "250", "0"),
     ("recursive:size=200,tokenizer=cl100k", None, None, None),
     ("semantic:size=256", None, None, None),
     ("semantic-double:size=256", None, None, None),
