@@ -324,3 +324,19 @@ def test_eval_on_a_squad_file_writes_its_documents_beside_the_store(cli, tmp_pat
     res = json.loads(out)
     assert res["questions"] == 2 and not res["problems"] and res["results"][0]["recall"] == 1.0
     assert (tmp_path / "s.qa-docs" / "0000-Seed_banks.txt").exists()
+
+
+def test_eval_reports_rejected_files_and_refuses_a_qa_set_that_fits_nothing(cli, tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text(SEEDS)
+    (docs / "broken.pdf").write_bytes(b"%PDF-1.7 not really")
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text(json.dumps({"question": "How cold?", "doc": "a.txt", "answer": "minus eighteen degrees Celsius"}) + "\n")
+    code, out, err = cli("eval", "--qa", qa, "--corpus", docs, "--db", tmp_path / "s.duckdb", "--mode", "bm25",
+                         "--json", "-")
+    assert code == 0 and any("broken.pdf: rejected at" in p for p in json.loads(out)["problems"])
+    other = tmp_path / "other.jsonl"
+    other.write_text(json.dumps({"question": "?", "doc": "zzz.txt", "answer": "x"}) + "\n")
+    code, _, err = cli("eval", "--qa", other, "--corpus", docs, "--db", tmp_path / "s.duckdb", "--mode", "bm25")
+    assert code == 2 and "no question of the QA set could be placed" in err and "zzz.txt" in err

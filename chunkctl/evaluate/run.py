@@ -194,16 +194,23 @@ def evaluate(store, qa: QASet, opts: EvalOptions, corpus: Sequence[str] | None =
         raise ValueError(f"--mode {opts.mode} needs an embedding model")
     chunkers = list(opts.chunkers)
     seconds: dict[str, dict[str, float]] = {}
+    rejected: list[str] = []
     if corpus:
         for ch in chunkers:  # one ingest per strategy, so each one's chunking and embedding are timed
             res = ingest(store, list(corpus), IngestOptions([ch], exclude=exclude, embedder=opts.embedder,
                                                             device=opts.device), command="eval")
+            rejected += [f"{r.path}: rejected at {r.stage}: {r.reason}" for r in res.rejects
+                         if f"{r.path}: rejected at {r.stage}: {r.reason}" not in rejected]
             embed_s = res.embedding.seconds if res.embedding is not None else 0.0
             # the embedding stage overlaps parsing and chunking; what is left is chunking and storing
             seconds[ch.strategy_id] = {"ingest_s": res.seconds, "embed_s": embed_s,
                                        "chunk_store_s": max(0.0, res.seconds - embed_s)}
     docs = corpus_documents(store, corpus)
     placed, problems = place_questions(qa, docs, corpus or [])
+    problems = rejected + problems
+    if not placed:
+        raise ValueError("no question of the QA set could be placed in the corpus: "
+                         + "; ".join(problems[:3]) + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""))
     questions = [q.question for q, _, _ in placed]
     qvecs = opts.embedder.embed(questions) if opts.mode != "bm25" and questions else None
     depth = max([K_MIN_CAP if k == K_MIN else int(k) for k in opts.ks] or [5])
