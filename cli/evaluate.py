@@ -8,10 +8,11 @@ import typer
 
 from chunkctl.cli.options import Chunkers, Db, Device, Model, Quiet
 from chunkctl.cli.render import (OK, QUALITY_GATE, USAGE, chunkers_from, device_from, embedder_from, err, fail,
-                                 open_store, out)
+                                 llm_settings_from, open_store, out)
 
 
 def eval_cmd(
+    ctx: typer.Context,
     qa: Annotated[Path, typer.Option("--qa", help="QA set: native JSONL, Chroma's questions_df.csv, or "
                                                   "SQuAD-style JSON (detected from the suffix).")],
     corpus: Annotated[Optional[Path], typer.Option(
@@ -47,6 +48,10 @@ def eval_cmd(
     intrinsic: Annotated[bool, typer.Option(
         "--intrinsic", help="Also Adaptive Chunking's intrinsic metrics: size compliance, intrachunk "
                             "cohesion, document contextual coherence, block integrity.")] = False,
+    chunkscore: Annotated[bool, typer.Option(
+        "--chunkscore", help="Also QChunker's ChunkScore per document: 0.3 x logical independence (MoC's "
+                             "boundary clarity, scored by the LLM: the global --llm options) + 0.7 x "
+                             "semantic dispersion.")] = False,
     quiet: Quiet = False,
 ) -> None:
     """Measure chunking strategies against a QA set: every question retrieves its top-k chunks from
@@ -86,7 +91,15 @@ def eval_cmd(
         if base.strategy_id not in {c.strategy_id for c in chunkers}:
             chunkers = [base, *chunkers]
     device = device_from(device)
-    embedder = embedder_from(model, device) if mode != "bm25" or intrinsic else None
+    embedder = embedder_from(model, device) if mode != "bm25" or intrinsic or chunkscore else None
+    llm = None
+    if chunkscore:
+        from chunkctl.llm import LLMError, open_llm
+
+        try:
+            llm = open_llm(llm_settings_from(ctx, db, device))
+        except LLMError as e:
+            fail(str(e), USAGE)
     roots = [str(corpus)] if corpus else None
     if qaset.documents:  # a SQuAD file carries its documents: they become a corpus beside the store
         folder = Path(db).with_suffix(".qa-docs")
@@ -98,7 +111,7 @@ def eval_cmd(
         roots = [str(folder)]
     exclude = [qa.name] if corpus and qa.resolve().parent == corpus.resolve() else []
     opts = EvalOptions(chunkers, ks=[x if x == K_MIN else int(x) for x in ks], mode=mode, locate=locate,
-                       embedder=embedder, baseline=base, device=device, intrinsic=intrinsic)
+                       embedder=embedder, baseline=base, device=device, intrinsic=intrinsic, llm=llm)
     with open_store(db, create=roots is not None) as store:
         try:
             report = evaluate(store, qaset, opts, corpus=roots, exclude=exclude)
@@ -119,6 +132,8 @@ def eval_cmd(
         err.print(f"results appended to {save} ({n} rows)", highlight=False)
     if not quiet and json_file != "-":
         _table(report)
+    if llm is not None and llm.stats.used and not quiet:
+        err.print(f"LLM: {llm.stats.line()}", highlight=False)
     failures = failed_gates(report, gates)
     for f in failures:
         err.print(f"[bold red]gate failed:[/] {f}", highlight=False)
@@ -154,6 +169,16 @@ def _table(report) -> None:
                       f"[{100 * d['ci95'][0]:+.2f}, {100 * d['ci95'][1]:+.2f}]",
                       f"{d['wins']}/{d['ties']}/{d['losses']}")
         out.print(p)
+    if any("chunkscore" in r for r in report.rows()):
+        c = Table(title="ChunkScore (QChunker), mean over documents: 0.3·LI + 0.7·SD; LI = MoC's boundary clarity",
+                  title_justify="left")
+        for col in ("strategy", "ChunkScore", "LI", "SD", "one-chunk docs"):
+            c.add_column(col, justify="right")
+        for s in report.strategies:
+            r = s.rows[0]
+            c.add_row(s.spec, f"{r['chunkscore']:.3f}", f"{r['chunkscore_li']:.3f}", f"{r['chunkscore_sd']:.3f}",
+                      str(r["chunkscore_single"]))
+        out.print(c)
     if any("intrinsic_sc" in r for r in report.rows()):
         i = Table(title="intrinsic (Adaptive Chunking), ×100; RC needs a coreference model: not available offline",
                   title_justify="left")

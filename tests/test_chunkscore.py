@@ -70,3 +70,25 @@ def test_real_model_sees_a_repeated_passage_as_a_weak_boundary():
     passage = "The seed library lends packets of tomato, bean and squash seeds to members every spring."
     unrelated = "Interest rates on the bonds were raised twice during the third quarter of the year."
     assert logical_independence([passage, passage], llm) < 0.5 < logical_independence([passage, unrelated], llm)
+
+
+def test_eval_chunkscore_with_the_embedded_model_and_its_cache(cli, tmp_path):
+    import json
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("Seed banks keep seeds cold and dry.\n\nVolunteers test germination every "
+                                "ten years.\n\nThe bonds paid interest twice a year.\n")
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text(json.dumps({"question": "How are seeds kept?", "doc": "a.txt", "answer": "cold and dry"}) + "\n")
+    args = ["eval", "--qa", qa, "--corpus", docs, "--db", tmp_path / "s.duckdb", "--mode", "bm25",
+            "-c", "sentence:size=12", "--chunkscore", "--json", "-"]
+    code, out, err = cli(*args)
+    assert code == 0, err
+    row = json.loads(out)["results"][0]
+    assert row["chunkscore"] == pytest.approx(0.3 * row["chunkscore_li"] + 0.7 * row["chunkscore_sd"])
+    assert row["chunkscore_li"] > 0 and row["chunkscore_single"] == 0
+    assert "LLM: 4 call(s), 0 from the cache" in err  # 2 boundaries x (conditioned, alone)
+    code, out2, err = cli(*args)
+    assert code == 0 and "LLM: 0 call(s), 4 from the cache" in err
+    assert json.loads(out2)["results"][0]["chunkscore"] == row["chunkscore"]

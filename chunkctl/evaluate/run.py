@@ -34,6 +34,7 @@ class EvalOptions:
     baseline: Any = None  # a Chunker: paired statistics of every other strategy against it
     device: str = "auto"
     intrinsic: bool = False  # Adaptive Chunking's SC, ICC, DCC, BI (RC unavailable offline)
+    llm: Any = None  # a chunkctl.llm.LLM: with it, ChunkScore per document (QChunker) is reported
 
 
 @dataclass
@@ -162,6 +163,22 @@ def _ranked(store, opts: EvalOptions, qvecs, questions: list[str], strategy_id: 
     return [[pos[cid] for cid, _ in r[:depth] if cid in pos] for r in ranked]
 
 
+def _chunkscores(chunks, opts: EvalOptions) -> dict[str, float]:
+    """Mean over documents of ChunkScore and its parts; LI is MoC's boundary clarity."""
+    from chunkctl.evaluate.chunkscore import chunk_score
+
+    if opts.embedder is None:
+        raise ValueError("--chunkscore needs an embedding model (semantic dispersion compares vectors)")
+    by_doc: dict[str, list[str]] = {}
+    for row in chunks:
+        by_doc.setdefault(row[1], []).append(row[4])
+    scores = [chunk_score(texts, opts.llm, opts.embedder) for texts in by_doc.values()]
+    return {"chunkscore": float(np.mean([c.score for c in scores])),
+            "chunkscore_li": float(np.mean([c.li for c in scores])),
+            "chunkscore_sd": float(np.mean([c.sd for c in scores])),
+            "chunkscore_single": sum(c.single_chunk for c in scores)}
+
+
 def score_strategy(placed, chunks, ranked: list[list[int]], ks: Sequence[int | str]) -> dict[str, dict[str, list[float]]]:
     """Per-question metrics at each k (all pure range arithmetic)."""
     by_doc: dict[str, list[M.Span]] = {}
@@ -236,6 +253,8 @@ def evaluate(store, qa: QASet, opts: EvalOptions, corpus: Sequence[str] | None =
             if opts.embedder is None:
                 raise ValueError("--intrinsic needs an embedding model (ICC and DCC compare vectors)")
             cstats.update({f"intrinsic_{k}": v for k, v in intrinsic_scores(docs, chunks, opts.embedder.embed).items()})
+        if opts.llm is not None:
+            cstats.update(_chunkscores(chunks, opts))
         rows = []
         for k in opts.ks:
             row = {"strategy": ch.spec, "strategy_id": sid, "k": str(k), "questions": len(placed),
