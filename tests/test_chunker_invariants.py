@@ -18,6 +18,7 @@ SPECS = [
     "fixed", "fixed:size=32,overlap=8", "fixed:size=40,tokenizer=cl100k",
     "recursive", "recursive:size=32,overlap=8", "recursive:size=48,tokenizer=cl100k",
     "recursive-lc", "recursive-lc:size=32,overlap=8", "recursive-lc:size=40,tokenizer=minilm",
+    "ppl", "ppl:threshold=0.5,size=40,stride=300", "ppl:target=64,size=48,dynamic=true",
     "sentence", "sentence:size=24,overlap=6",
     "structure", "structure:size=24", "structure:size=40,combine=false",
     "split-merge", "split-merge:size=40,overlap=8",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Literal, Sequence
 
@@ -35,21 +36,25 @@ class LLMSettings:
     device: str = "auto"  # where the local scorer runs (auto: a GPU when there is one)
 
 
-def make_backend(s: LLMSettings) -> Backend:
-    model_dir = Path(s.model_dir).expanduser()
-    if s.backend == "local":
-        from chunkctl.llm.local import LocalBackend
+@lru_cache(maxsize=4)
+def local_backend(model: str | None, model_dir: str, parallel: int, device: str) -> Backend:
+    """One embedded model per process and configuration: loading it costs seconds."""
+    from chunkctl.llm.local import LocalBackend
 
-        return LocalBackend(s.model, cache_dir=model_dir, parallel=min(s.concurrency, 8), device=s.device)
+    return LocalBackend(model, cache_dir=Path(model_dir).expanduser(), parallel=parallel, device=device)
+
+
+def make_backend(s: LLMSettings) -> Backend:
+    if s.backend == "local":
+        return local_backend(s.model, s.model_dir, min(s.concurrency, 8), s.device)
     if s.backend == "openai":
-        from chunkctl.llm.local import LocalBackend
         from chunkctl.llm.remote import OpenAIBackend
 
         if not s.base_url:
             raise LLMError("--llm openai needs a server: --llm-base-url (or CHUNKCTL_LLM_BASE_URL)")
         return OpenAIBackend(s.base_url, s.model, api_key=s.api_key, timeout=s.timeout, retries=s.retries,
                              connections=s.concurrency,
-                             fallback=lambda: LocalBackend(None, cache_dir=model_dir, device=s.device))
+                             fallback=lambda: local_backend(None, s.model_dir, 1, s.device))
     raise LLMError(f"unknown LLM backend {s.backend!r}; known: {', '.join(BACKENDS)}")
 
 
