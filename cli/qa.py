@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -54,7 +55,7 @@ def generate_cmd(
             err.print(f"[yellow]skipped[/] {item.path}: {e}", highlight=False)
             rejected += 1
             continue
-        docs.append((str(Path(item.path).resolve().relative_to(folder.resolve())), doc.text))
+        docs.append((os.path.relpath(item.path, os.path.abspath(folder)), doc.text))  # as walked: symlinks kept
     if not docs:
         fail(f"no readable documents under {folder}", USAGE)
     try:
