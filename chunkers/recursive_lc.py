@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 
 from chunkctl.chunkers.base import ChunkContext, TokenBounded, Span, register
+from chunkctl.chunkers.pieces import trim
 from chunkctl.tokens import get_tokenizer
 from chunkctl.types import Document
 
@@ -88,9 +89,6 @@ def _pieces(text: str, start: int, end: int, sep: str) -> list[tuple[int, int]]:
 
 def _emit(text: str, s: int, e: int, out: list) -> None:
     """The span stripped of surrounding whitespace, unless nothing is left."""
-    while s < e and text[s].isspace():
-        s += 1
-    while e > s and text[e - 1].isspace():
-        e -= 1
+    s, e = trim(text, s, e)
     if e > s:
         out.append((s, e))

@@ -170,22 +170,24 @@ def _table(report) -> None:
                       f"{d['wins']}/{d['ties']}/{d['losses']}")
         out.print(p)
     if any("chunkscore" in r for r in report.rows()):
-        c = Table(title="ChunkScore (QChunker), mean over documents: 0.3·LI + 0.7·SD; LI = MoC's boundary clarity",
-                  title_justify="left")
-        for col in ("strategy", "ChunkScore", "LI", "SD", "one-chunk docs"):
-            c.add_column(col, justify="right")
-        for s in report.strategies:
-            r = s.rows[0]
-            c.add_row(s.spec, f"{r['chunkscore']:.3f}", f"{r['chunkscore_li']:.3f}", f"{r['chunkscore_sd']:.3f}",
-                      str(r["chunkscore_single"]))
-        out.print(c)
+        _per_strategy(report, "ChunkScore (QChunker), mean over documents: 0.3·LI + 0.7·SD; LI = MoC's boundary "
+                              "clarity", [("ChunkScore", "chunkscore", ".3f"), ("LI", "chunkscore_li", ".3f"),
+                                          ("SD", "chunkscore_sd", ".3f"), ("one-chunk docs", "chunkscore_single", "d")])
     if any("intrinsic_sc" in r for r in report.rows()):
-        i = Table(title="intrinsic (Adaptive Chunking), ×100; RC needs a coreference model: not available offline",
-                  title_justify="left")
-        for col in ("strategy", "SC", "ICC", "DCC", "BI"):
-            i.add_column(col, justify="right")
-        for s in report.strategies:
-            r = s.rows[0]
-            i.add_row(s.spec, *("—" if r[f"intrinsic_{m}"] is None else f"{100 * r[f'intrinsic_{m}']:.1f}"
-                                for m in ("sc", "icc", "dcc", "bi")))
-        out.print(i)
+        _per_strategy(report, "intrinsic (Adaptive Chunking), ×100; RC needs a coreference model: not available "
+                              "offline", [(m.upper(), f"intrinsic_{m}", "%") for m in ("sc", "icc", "dcc", "bi")])
+
+
+def _per_strategy(report, title: str, cols: list[tuple[str, str, str]]) -> None:
+    """A table of values that belong to a strategy, not to a k (read from its first row); a format
+    of "%" shows a fraction ×100, None shows as a dash."""
+    from rich.table import Table
+
+    t = Table(title=title, title_justify="left")
+    for col in ("strategy", *(head for head, _, _ in cols)):
+        t.add_column(col, justify="right")
+    for s in report.strategies:
+        r = s.rows[0]
+        t.add_row(s.spec, *("—" if r[key] is None else f"{100 * r[key]:.1f}" if fmt == "%" else format(r[key], fmt)
+                            for _, key, fmt in cols))
+    out.print(t)

@@ -13,7 +13,6 @@ model cache (keyed by the GGUF's sha256) and later loads take under a second.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -25,17 +24,11 @@ from typing import Any
 from chunkctl.llm.types import Completion, LLMError, Request, TokenLogprob
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def hf_folder(gguf: Path, cache_dir: Path) -> Path:
     """A Hugging Face folder holding ``gguf`` dequantised to fp32, converted once and cached. Two
     processes converting at once both finish; the first rename wins and the other copy is dropped."""
+    from chunkctl.pipeline import file_sha256
+
     target = cache_dir / f"{gguf.stem}-{file_sha256(gguf)[:16]}"
     if (target / "config.json").exists():
         return target
