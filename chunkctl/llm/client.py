@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -76,6 +77,12 @@ class LLMStats:
     latencies: list[float] = field(default_factory=list)
     price: tuple[float, float] | None = None
     scored_by: str = ""  # the model that scored, when it is not the backend's (a server without echo)
+    fallbacks: Counter = field(default_factory=Counter)  # "chunker: what" -> times a deterministic rule stood in
+
+    def fallback(self, what: str, n: int = 1) -> None:
+        """Count a place where an algorithm could not use the model's answer (an error, an invalid or
+        out-of-range reply) and fell back to its deterministic rule: the run summary says so."""
+        self.fallbacks[what] += n
 
     @property
     def tokens(self) -> int:
@@ -83,7 +90,7 @@ class LLMStats:
 
     @property
     def used(self) -> bool:
-        return bool(self.calls or self.cache_hits or self.errors or self.undone)
+        return bool(self.calls or self.cache_hits or self.errors or self.undone or self.fallbacks)
 
     def percentile(self, q: float) -> float | None:
         if not self.latencies:
@@ -102,7 +109,7 @@ class LLMStats:
                 "repairs": self.repairs, "prompt_tokens": self.prompt_tokens,
                 "completion_tokens": self.completion_tokens, "latency_p50_s": self.percentile(50),
                 "latency_p95_s": self.percentile(95), "latency_max_s": self.percentile(100), "cost_usd": self.cost,
-                "scored_by": self.scored_by or None}
+                "scored_by": self.scored_by or None, "fallbacks": dict(self.fallbacks)}
 
     def line(self) -> str:
         parts = [f"{self.calls} call(s)", f"{self.cache_hits} from the cache",
@@ -117,6 +124,8 @@ class LLMStats:
             parts.append(f"{self.errors} failed")
         if self.undone:
             parts.append(f"{self.undone} not sent: token budget spent")
+        if self.fallbacks:
+            parts.append("fallbacks: " + "; ".join(f"{k} x{n}" for k, n in sorted(self.fallbacks.items())))
         if self.scored_by:
             parts.append(f"scoring by the local {self.scored_by} (the server returns no prompt log-probs)")
         return ", ".join(parts)

@@ -90,6 +90,10 @@ class LocalBackend:
 
     def _llamacpp_generate(self, req: Request) -> Completion:
         path, body = wire.payload(req, self.model_id, native_schema=True)  # llama.cpp turns it into a grammar
+        # A prompt prefix reused from a slot's KV cache is computed in other batch shapes, and the
+        # small numeric differences change what is sampled: the same request could get another
+        # answer depending on what ran before. Determinism is worth the re-processed prefix.
+        body["cache_prompt"] = False
         server = self.server()
         t0 = time.perf_counter()
         try:

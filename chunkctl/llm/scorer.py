@@ -85,13 +85,14 @@ class HFModel:
             ids = [start] if start is not None else []
         return ids
 
-    def logprobs_at(self, ids: list[int]):
-        """log-softmax over the vocabulary at every position of ``ids`` (shape len × vocab)."""
+    def logprobs_at(self, ids: list[int], last: int = 0):
+        """log-softmax over the vocabulary at the ``last`` positions of ``ids`` (0: every position),
+        shape positions × vocab. The head runs only where asked: a context costs no logits."""
         import torch
 
         with self._lock, torch.inference_mode():
             x = torch.tensor([ids], device=self.device)
-            return torch.log_softmax(self.model(x).logits[0].float(), dim=-1)
+            return torch.log_softmax(self.model(x, logits_to_keep=last).logits[0].float(), dim=-1)
 
     def score(self, text: str, context: str) -> tuple[tuple[TokenLogprob, ...], int]:
         enc = self.tok(text, add_special_tokens=False, return_offsets_mapping=True)
@@ -100,16 +101,14 @@ class HFModel:
             raise LLMError(f"{self.model_id}: {len(ids)} tokens to score do not fit its window of {self.window}")
         ctx = self.start_ids(context)
         ctx = ctx[-(self.window - len(ids)):]
-        lp = self.logprobs_at(ctx + ids)
-        first = len(ctx)
-        rows = lp[first - 1:first - 1 + len(ids)]
+        rows = self.logprobs_at(ctx + ids, last=len(ids) + 1)[:len(ids)]  # the rows predicting each text token
         values = rows.gather(1, _col(ids, rows.device)).squeeze(1).tolist()
         toks = tuple(TokenLogprob(text[s:e], v, s) for (s, e), v in zip(offsets, values))
         return toks, len(ctx) + len(ids)
 
     def candidates(self, prompt: str, cands: tuple[str, ...]) -> tuple[dict[str, float], int]:
         ids = self.start_ids(prompt)[-self.window:]
-        last = self.logprobs_at(ids)[-1]
+        last = self.logprobs_at(ids, last=1)[-1]
         out = {}
         for c in cands:
             cid = self.tok(c, add_special_tokens=False).input_ids
