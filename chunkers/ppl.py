@@ -7,8 +7,11 @@ the source, so offsets are exact whatever it returns.
 
 Where chunkctl departs from the reference code, and why:
 - the text is scored in windows of whole sentences (``stride`` characters) with the preceding
-  ``context`` characters as context — one cached request per window, windows in parallel — instead
-  of one KV-cached pass; a token belongs to the sentence its first character is in;
+  ``context`` characters re-read as context — one cached request per window, windows in parallel,
+  and the same requests work against a server — instead of one KV-cached pass: the price is
+  re-reading the context, context/stride = 25% more tokens with the defaults, which the shorter
+  forward passes win back on a CPU (bench/ppl_vs_reference.py); a token belongs to the sentence
+  its first character is in;
 - the first token of the text is predicted from the model's start token (the code gives it none);
 - ``size`` caps a chunk in tokens (split at sentence edges, then words): the code has no cap, and a
   chunk the embedding model cannot read whole would be searched by its first part only;
@@ -22,8 +25,8 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
-from chunkctl.chunkers.base import ChunkContext, Chunker, Span, register
-from chunkctl.chunkers.pieces import merge, split_span, trim
+from chunkctl.chunkers.base import ChunkContext, Chunker, register
+from chunkctl.chunkers.groups import capped_spans, cuts_to_groups
 from chunkctl.chunkers.sentence import sentence_bounds
 from chunkctl.types import Document
 
@@ -95,60 +98,39 @@ class PPL(Chunker):
     target: int = 0
     size: int = 256
     stride: int = 4000
-    context: int = 8000
+    context: int = 1000
     tokenizer: str = "minilm"
 
     def __post_init__(self):
         if self.size < 1 or self.stride < 1 or self.context < 0 or self.target < 0:
             raise ValueError("ppl: need size >= 1, stride >= 1, context >= 0, target >= 0")
 
-    def split(self, doc: Document, ctx: ChunkContext):
+    def scores(self, text: str, bounds, ctx: ChunkContext) -> tuple[list[float | None], set[int]]:
+        """Each sentence's mean token NLL (None where unscored) and the sentences left unscored."""
         from chunkctl.llm import LLMError, Request
 
-        text = doc.text
-        if not text.strip():
-            return []
-        bounds = sentence_bounds(text)
         runs = windows(bounds, self.stride)
         reqs = [Request(prompt=text[max(0, bounds[a][0] - self.context):bounds[a][0]],
                         score=text[bounds[a][0]:bounds[b - 1][1]]) for a, b in runs]
         tokens, unscored = [], set()
         for (a, b), out in zip(runs, ctx.llm.map(reqs, errors="return")):
             if isinstance(out, LLMError):
+                ctx.llm.stats.fallback("ppl: window not scored")
                 unscored.update(range(a, b))
                 continue
             base = bounds[a][0]
             tokens += [(base + t.start, -t.logprob) for t in out.logprobs if t.logprob is not None]
         scores = sentence_scores(tokens, [s for s, _ in bounds])
-        scores = [None if i in unscored else v for i, v in enumerate(scores)]
+        return [None if i in unscored else v for i, v in enumerate(scores)], unscored
+
+    def split(self, doc: Document, ctx: ChunkContext):
+        text = doc.text
+        if not text.strip():
+            return []
+        bounds = sentence_bounds(text)
+        scores, unscored = self.scores(text, bounds, ctx)
         cuts = find_minima(scores, self.threshold, self.rule, self.dynamic)
-        groups = [(a, b) for a, b in zip([0] + [c + 1 for c in cuts], [c + 1 for c in cuts] + [len(bounds)]) if b > a]
         idx = ctx.tokens(text, self.tokenizer)
-        spans = [(bounds[a][0], bounds[b - 1][1], any(i in unscored for i in range(a, b))) for a, b in groups]
-        if self.target:
-            spans = _merge_to_target(idx, spans, self.target)
-        out: list[Span] = []
-        for s, e, flag in spans:
-            meta = {"ppl_unscored": True} if flag else None
-            a, z = trim(text, s, e)
-            if z <= a:
-                continue
-            n = idx.count(a, z)
-            if n <= self.size:
-                out.append(Span(a, z, n, meta))
-                continue
-            pieces = [p for ss, se in bounds if s <= ss and se <= e for p in split_span(idx, ss, se, self.size, (" ", ""))]
-            out += [sp._replace(metadata=meta) for sp in merge(idx, pieces, self.size)]
-        return out
-
-
-def _merge_to_target(idx, spans, target: int):
-    """The code's dynamic merging: append the next chunk while the joined chunk stays within
-    ``target`` tokens, else start a new one."""
-    out = []
-    for s, e, flag in spans:
-        if out and idx.count(out[-1][0], e) <= target:
-            out[-1] = (out[-1][0], e, out[-1][2] or flag)
-        else:
-            out.append((s, e, flag))
-    return out
+        groups = [(a, b, {"ppl_unscored": True} if any(i in unscored for i in range(a, b)) else None)
+                  for a, b in cuts_to_groups(len(bounds), cuts)]
+        return capped_spans(idx, bounds, groups, self.size, self.target)
