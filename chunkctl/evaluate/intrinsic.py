@@ -91,6 +91,10 @@ def contextual_coherence(text: str, chunks: Sequence[tuple[int, int]], n_tokens:
     return float(np.clip(np.mean(sims), 0, 1))
 
 
+def paragraph_starts(text: str) -> list[int]:
+    return [m.end() for m in re.finditer(r"\n[ \t]*\n\s*", text) if m.end() < len(text)]
+
+
 def split_points_for(path: str, text: str) -> list[int]:
     """Block boundaries: the parser's element starts when the file can be parsed again into the same
     text, else the starts of blank-line paragraphs."""
@@ -99,10 +103,24 @@ def split_points_for(path: str, text: str) -> list[int]:
 
         doc = load_document(path, Path(path).read_bytes())
         if doc.text == text and doc.elements:
-            return sorted({el.start for el in doc.elements if 0 < el.start < len(text)})
+            return element_starts(doc.elements, len(text))
     except Exception:  # the file is gone or changed: fall back to paragraphs
         pass
-    return [m.end() for m in re.finditer(r"\n[ \t]*\n\s*", text) if m.end() < len(text)]
+    return paragraph_starts(text)
+
+
+def element_starts(elements, length: int) -> list[int]:
+    return sorted({el.start for el in elements if 0 < el.start < length})
+
+
+def document_scores(text: str, spans: Sequence[tuple[int, int]], n_tokens: Sequence[int], points: Sequence[int],
+                    embed) -> dict[str, float | None]:
+    """SC, BI, ICC, DCC of one document's chunking (None where a metric does not apply)."""
+    bounds = [0, *points, len(text)]
+    return {"sc": size_compliance(n_tokens),
+            "bi": block_integrity(list(zip(bounds, bounds[1:])), [s for s, _ in spans]),
+            "icc": intrachunk_cohesion(text, spans, points, embed),
+            "dcc": contextual_coherence(text, spans, n_tokens, embed)}
 
 
 def intrinsic_scores(docs: dict[str, tuple[str, str]], chunks, embed) -> dict[str, float | None]:
@@ -114,14 +132,9 @@ def intrinsic_scores(docs: dict[str, tuple[str, str]], chunks, embed) -> dict[st
     scores: dict[str, list[float]] = {"sc": [], "icc": [], "dcc": [], "bi": []}
     for doc_id, rows in by_doc.items():
         path, text = docs[doc_id]
-        spans = [(r[2], r[3]) for r in rows]
-        toks = [r[5] or 0 for r in rows]
-        points = split_points_for(path, text)
-        bounds = [0, *points, len(text)]
-        for name, value in (("sc", size_compliance(toks)),
-                            ("bi", block_integrity(list(zip(bounds, bounds[1:])), [s for s, _ in spans])),
-                            ("icc", intrachunk_cohesion(text, spans, points, embed)),
-                            ("dcc", contextual_coherence(text, spans, toks, embed))):
+        per_doc = document_scores(text, [(r[2], r[3]) for r in rows], [r[5] or 0 for r in rows],
+                                  split_points_for(path, text), embed)
+        for name, value in per_doc.items():
             if value is not None:
                 scores[name].append(value)
     out: dict[str, float | None] = {k: (float(np.mean(v)) if v else None) for k, v in scores.items()}
