@@ -111,7 +111,8 @@ def eval_cmd(
         roots = [str(folder)]
     exclude = [qa.name] if corpus and qa.resolve().parent == corpus.resolve() else []
     opts = EvalOptions(chunkers, ks=[x if x == K_MIN else int(x) for x in ks], mode=mode, locate=locate,
-                       embedder=embedder, baseline=base, device=device, intrinsic=intrinsic, llm=llm)
+                       embedder=embedder, baseline=base, device=device, intrinsic=intrinsic, llm=llm,
+                       llm_settings=llm_settings_from(ctx, db, device))
     with open_store(db, create=roots is not None) as store:
         try:
             report = evaluate(store, qaset, opts, corpus=roots, exclude=exclude)
@@ -132,8 +133,12 @@ def eval_cmd(
         err.print(f"results appended to {save} ({n} rows)", highlight=False)
     if not quiet and json_file != "-":
         _table(report)
-    if llm is not None and llm.stats.used and not quiet:
-        err.print(f"LLM: {llm.stats.line()}", highlight=False)
+    if not quiet:
+        for r in report.strategies:
+            if r.llm is not None:
+                err.print(f"LLM, chunking {r.spec}: {r.llm.line()}", highlight=False)
+        if llm is not None and llm.stats.used:
+            err.print(f"LLM, ChunkScore: {llm.stats.line()}", highlight=False)
     failures = failed_gates(report, gates)
     for f in failures:
         err.print(f"[bold red]gate failed:[/] {f}", highlight=False)

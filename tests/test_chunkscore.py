@@ -88,7 +88,7 @@ def test_eval_chunkscore_with_the_embedded_model_and_its_cache(cli, tmp_path):
     row = json.loads(out)["results"][0]
     assert row["chunkscore"] == pytest.approx(0.3 * row["chunkscore_li"] + 0.7 * row["chunkscore_sd"])
     assert row["chunkscore_li"] > 0 and row["chunkscore_single"] == 0
-    assert "LLM: 4 call(s), 0 from the cache" in err  # 2 boundaries x (conditioned, alone)
+    assert "LLM, ChunkScore: 4 call(s), 0 from the cache" in err  # 2 boundaries x (conditioned, alone)
     code, out2, err = cli(*args)
-    assert code == 0 and "LLM: 0 call(s), 4 from the cache" in err
+    assert code == 0 and "LLM, ChunkScore: 0 call(s), 4 from the cache" in err
     assert json.loads(out2)["results"][0]["chunkscore"] == row["chunkscore"]

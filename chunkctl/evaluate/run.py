@@ -35,6 +35,7 @@ class EvalOptions:
     device: str = "auto"
     intrinsic: bool = False  # Adaptive Chunking's SC, ICC, DCC, BI (RC unavailable offline)
     llm: Any = None  # a chunkctl.llm.LLM: with it, ChunkScore per document (QChunker) is reported
+    llm_settings: Any = None  # chunkctl.llm.LLMSettings for LLM chunkers; None: the defaults
 
 
 @dataclass
@@ -46,6 +47,7 @@ class StrategyResult:
     chunk_stats: dict[str, float]
     seconds: dict[str, float]
     sizes: list[int] = field(default_factory=list)  # every chunk's tokens, for histograms
+    llm: Any = None  # the LLMStats of chunking, when this run chunked with an LLM
 
 
 @dataclass
@@ -212,16 +214,19 @@ def evaluate(store, qa: QASet, opts: EvalOptions, corpus: Sequence[str] | None =
     chunkers = list(opts.chunkers)
     seconds: dict[str, dict[str, float]] = {}
     rejected: list[str] = []
+    llm_stats: dict[str, Any] = {}
     if corpus:
         for ch in chunkers:  # one ingest per strategy, so each one's chunking and embedding are timed
             res = ingest(store, list(corpus), IngestOptions([ch], exclude=exclude, embedder=opts.embedder,
-                                                            device=opts.device), command="eval")
+                                                            device=opts.device, llm=opts.llm_settings), command="eval")
             rejected += [f"{r.path}: rejected at {r.stage}: {r.reason}" for r in res.rejects
                          if f"{r.path}: rejected at {r.stage}: {r.reason}" not in rejected]
             embed_s = res.embedding.seconds if res.embedding is not None else 0.0
             # the embedding stage overlaps parsing and chunking; what is left is chunking and storing
             seconds[ch.strategy_id] = {"ingest_s": res.seconds, "embed_s": embed_s,
                                        "chunk_store_s": max(0.0, res.seconds - embed_s)}
+            if res.llm is not None:
+                llm_stats[ch.strategy_id] = res.llm
     docs = corpus_documents(store, corpus)
     placed, problems = place_questions(qa, docs, corpus or [])
     problems = rejected + problems
@@ -247,6 +252,10 @@ def evaluate(store, qa: QASet, opts: EvalOptions, corpus: Sequence[str] | None =
                   "tokens_p95": float(np.percentile(sizes, 95)), "tokens_max": int(sizes.max()),
                   "chars_mean": float(np.mean([c[3] - c[2] for c in chunks]))}
         secs = {**seconds.get(sid, {}), "retrieve_s": retrieve_s}
+        if sid in llm_stats:  # what chunking cost in model calls (zero on a re-run: the chunks are stored)
+            st = llm_stats[sid]
+            cstats.update({"llm_calls": st.calls, "llm_tokens": st.tokens,
+                           "llm_fallbacks": sum(st.fallbacks.values())})
         if opts.intrinsic:
             from chunkctl.evaluate.intrinsic import intrinsic_scores
 
@@ -262,7 +271,7 @@ def evaluate(store, qa: QASet, opts: EvalOptions, corpus: Sequence[str] | None =
             for name, vals in per_q[str(k)].items():
                 row[name], row[name + "_std"] = M.mean_std(vals)
             rows.append({**row, **cstats, **secs})
-        results.append(StrategyResult(ch.spec, sid, rows, per_q, cstats, secs, sizes.tolist()))
+        results.append(StrategyResult(ch.spec, sid, rows, per_q, cstats, secs, sizes.tolist(), llm_stats.get(sid)))
     report = EvalReport(results, len(placed), problems, opts.mode, opts.locate,
                         getattr(opts.embedder, "model_id", None),
                         question_docs=[Path(docs[d][0]).name for _, d, _ in placed])
