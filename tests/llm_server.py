@@ -93,6 +93,8 @@ class FaultServer:
                     self._json(200, reply_for(self.path, body, args[0]))
                 elif kind == "raw":  # ("raw", dict): this exact JSON body
                     self._json(200, args[0])
+                elif kind == "reply":  # ("reply", fn): the JSON body fn(path, request body) returns
+                    self._json(200, args[0](self.path, body))
                 else:
                     self._json(200, reply_for(self.path, body, server.answer(self.path, body)))
 

@@ -2,11 +2,15 @@
 exact offsets, ordered non-empty spans, size bounds, coverage, determinism."""
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chunkctl.chunkers import REGISTRY, ChunkContext, chunk_document, parse_spec
+from chunkctl.llm import LLMSettings
 from chunkctl.parse import kind_of, parse_bytes
 from chunkctl.parse.text import paragraphs
 from chunkctl.types import Document
@@ -18,7 +22,12 @@ SPECS = [
     "fixed", "fixed:size=32,overlap=8", "fixed:size=40,tokenizer=cl100k",
     "recursive", "recursive:size=32,overlap=8", "recursive:size=48,tokenizer=cl100k",
     "recursive-lc", "recursive-lc:size=32,overlap=8", "recursive-lc:size=40,tokenizer=minilm",
+    # LLM chunkers, with the real embedded SmolLM2 (completions cached for the determinism re-run)
     "ppl", "ppl:threshold=0.5,size=40,stride=300", "ppl:target=64,size=48,dynamic=true",
+    "margin", "margin:context=pair,size=48", "margin:target=40,size=64,template=plain,window=2",
+    "lumber", "lumber:window=96,size=40",
+    "idc", "idc:size=40,window=4,beta=0.1,questions=4",
+    "adaptive", "adaptive:candidates=fixed;size=32+sentence;size=24",
     "sentence", "sentence:size=24,overlap=6",
     "structure", "structure:size=24", "structure:size=40,combine=false",
     "split-merge", "split-merge:size=40,overlap=8",
@@ -29,7 +38,9 @@ SPECS = [
     "cluster", "cluster:size=60,piece=20", "cluster:size=48,piece=16,tokenizer=minilm",
     "late", "late:base=sentence,size=32", "late:base=fixed,size=40,overlap=8,window=64",
 ]
-CTX = ChunkContext(device="cpu")  # one for the module: embedders load once
+# One context for the module: embedders load once. LLM answers are cached, so the determinism
+# re-run checks that the same answers give the same chunks without paying for the calls again.
+CTX = ChunkContext(device="cpu", llm_settings=LLMSettings(cache=str(Path(tempfile.mkdtemp()) / "llm.sqlite")))
 
 
 def test_every_registered_chunker_is_covered():
@@ -44,10 +55,13 @@ def _doc(text: str, elements=None, pages=None) -> Document:
 def check(doc: Document, spec: str, coverage: bool = True):
     chunker = parse_spec(spec)
     chunks = chunk_document(doc, chunker, CTX)
-    again = chunk_document(doc, chunker, ChunkContext(device="cpu"))
+    again = chunk_document(doc, chunker, ChunkContext(device="cpu", llm_settings=CTX.llm_settings))
     assert chunks == again, "not deterministic"
-    size = getattr(chunker, "size")
-    idx = CTX.tokens(doc.text, chunker.tokenizer)
+    sizer = chunker  # whose size and tokenizer bound the chunks
+    if chunker.name == "adaptive":  # the candidate the document chose
+        sizer = parse_spec(chunks[0].metadata["adaptive"]) if chunks else parse_spec("recursive")
+    size = sizer.size
+    idx = CTX.tokens(doc.text, sizer.tokenizer)
     prev_start = -1
     for i, c in enumerate(chunks):
         assert doc.text[c.char_start:c.char_end] == c.text
@@ -58,7 +72,7 @@ def check(doc: Document, spec: str, coverage: bool = True):
         assert c.n_tokens <= size, f"{spec}: chunk {i} has {c.n_tokens} tokens > {size}"
         # n_tokens is the chunk's own count, not a sum over pieces. cl100k's byte tokens can split one
         # character (CJK, emoji) between two tokens that a cut cannot separate: allow those.
-        slack = 0 if chunker.tokenizer == "minilm" else 3
+        slack = 0 if sizer.tokenizer == "minilm" else 3
         assert abs(c.n_tokens - idx.count(c.char_start, c.char_end)) <= slack, f"{spec}: chunk {i}'s n_tokens"
         if doc.pages:
             assert c.page_start is not None and c.page_start <= c.page_end
