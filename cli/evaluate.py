@@ -92,12 +92,12 @@ def eval_cmd(
             chunkers = [base, *chunkers]
     device = device_from(device)
     embedder = embedder_from(model, device) if mode != "bm25" or intrinsic or chunkscore else None
-    llm = None
+    llm, llm_settings = None, llm_settings_from(ctx, db, device)  # for LLM chunkers and ChunkScore
     if chunkscore:
         from chunkctl.llm import LLMError, open_llm
 
         try:
-            llm = open_llm(llm_settings_from(ctx, db, device))
+            llm = open_llm(llm_settings)
         except LLMError as e:
             fail(str(e), USAGE)
     roots = [str(corpus)] if corpus else None
@@ -112,7 +112,7 @@ def eval_cmd(
     exclude = [qa.name] if corpus and qa.resolve().parent == corpus.resolve() else []
     opts = EvalOptions(chunkers, ks=[x if x == K_MIN else int(x) for x in ks], mode=mode, locate=locate,
                        embedder=embedder, baseline=base, device=device, intrinsic=intrinsic, llm=llm,
-                       llm_settings=llm_settings_from(ctx, db, device))
+                       llm_settings=llm_settings)
     with open_store(db, create=roots is not None) as store:
         try:
             report = evaluate(store, qaset, opts, corpus=roots, exclude=exclude)

@@ -73,8 +73,6 @@ def embedder_from(model: str, device: str):
 def llm_settings_from(ctx, db: str | None, device: str = "auto"):
     """LLMSettings from the global --llm options; the cache sits beside ``db`` unless --llm-cache
     names a file (no store and no --llm-cache: no cache). Usage errors exit 2."""
-    from pathlib import Path
-
     from chunkctl.config import llm_api_key
     from chunkctl.llm import LLMSettings
     from chunkctl.llm.cache import cache_path_for

@@ -220,3 +220,20 @@ def test_the_run_summary_reports_fallbacks(cli, server, tmp_path):
     assert "fallbacks: lumber: no valid answer x" in err
     rows = [json.loads(line) for line in out.splitlines()]
     assert "".join(x["text"] for x in rows).replace(" ", "") == TEXT.replace(" ", "")
+
+
+def test_eval_reports_each_strategys_llm_use_and_a_rerun_asks_nothing(cli, server, tmp_path):
+    from conftest import SAMPLE_DOCS
+
+    server.answer = lambda path, body: '{"first_new_topic": 0}' if "numbered" in json.dumps(body) else "?"
+    args = ["--llm", "openai", "--llm-base-url", server.url, "--llm-retries", "0", "eval", "--qa",
+            SAMPLE_DOCS / "qa.jsonl", "--corpus", SAMPLE_DOCS, "--db", tmp_path / "s.duckdb", "-c", "lumber:size=64",
+            "-k", "3"]
+    code, out, err = cli(*args, "--json", tmp_path / "r.json")
+    assert code == 0, err
+    assert "LLM, chunking lumber:size=64: " in err and server.posts() > 5
+    row = json.loads((tmp_path / "r.json").read_text())["results"][0]
+    assert row["llm_calls"] == server.posts() and row["llm_tokens"] > 0 and row["llm_fallbacks"] == 0
+    before = server.posts()
+    code, out, err = cli(*args)
+    assert code == 0 and server.posts() == before and "LLM, chunking" not in err  # the chunks are stored

@@ -3,8 +3,6 @@ dynamic threshold, windowed scoring equal to one pass, the fallback when the LLM
 the real embedded model on a two-topic text."""
 from __future__ import annotations
 
-import pytest
-
 from chunkctl.chunkers import ChunkContext, chunk_document, parse_spec
 from chunkctl.chunkers.ppl import find_minima, sentence_scores, windows
 from chunkctl.llm import LLM, Completion, TokenLogprob

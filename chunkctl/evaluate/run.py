@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from chunkctl.evaluate import metrics as M
-from chunkctl.evaluate.qa import QASet, Question, Reference, place
+from chunkctl.evaluate.qa import QASet, Question, place
 
 K_MIN = "min"  # k = the number of chunks that touch the question's references (capped at 20)
 K_MIN_CAP = 20
