@@ -72,7 +72,7 @@ def main() -> None:
     print(f"\nChroma benchmark, corpora {', '.join(args.corpora)} ({len(qa.questions)} questions, {input_tokens:,} "
           f"model tokens); {emb.model_id}, k = 5, by true offsets, ×100; LLM {llm.model_id} on this CPU; "
           f"ChunkScore on {CHUNKSCORE_CORPUS}\n")
-    head = (f"{'strategy':<24}{'chunks':>7}{'tok':>5}{'recall':>8}{'IoU':>6}{'PΩ':>6}{'ChunkScore':>11}{'LI':>6}"
+    head = (f"{'strategy':<32}{'chunks':>7}{'tok':>5}{'recall':>8}{'IoU':>6}{'PΩ':>6}{'ChunkScore':>11}{'LI':>6}"
             f"{'SD':>7}{'chunk s':>9}{'LLM tok/in':>11}{'fallbacks':>10}")
     print(head)
     print("-" * len(head))
@@ -80,7 +80,7 @@ def main() -> None:
         row = r.rows[0]
         used = r.chunk_stats.get("llm_tokens")
         ratio = f"{used / input_tokens:.2f}" if used is not None else "-"
-        print(f"{spec:<24}{row['chunks']:>7}{row['tokens_mean']:>5.0f}{100 * row['recall']:>8.1f}"
+        print(f"{spec:<32}{row['chunks']:>7}{row['tokens_mean']:>5.0f}{100 * row['recall']:>8.1f}"
               f"{100 * row['iou']:>6.1f}{100 * row['precision_omega']:>6.1f}{cs['chunkscore']:>11.3f}"
               f"{cs['chunkscore_li']:>6.2f}{cs['chunkscore_sd']:>7.3f}{r.seconds.get('chunk_store_s', 0):>9.0f}"
               f"{ratio:>11}{r.chunk_stats.get('llm_fallbacks', 0):>10}")
