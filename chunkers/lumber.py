@@ -71,8 +71,6 @@ class Lumber(Chunker):
                     max_tokens=self.max_tokens)
 
     def split(self, doc: Document, ctx: ChunkContext):
-        from chunkctl.llm import LLMError
-
         text = doc.text
         if not text.strip():
             return []
@@ -84,18 +82,20 @@ class Lumber(Chunker):
             if last == first + 1 and first + 1 < n:
                 last = first + 2  # a question needs two sentences to compare
             capped = fit_prefix(idx, bounds, first, last, self.size)
-            if last - first < 2:
-                end = last
+            if capped == first + 1:  # one sentence fills the cap (or is all there is): nothing to ask
+                end = capped
             else:
-                end = self._ask(ctx.llm, text, bounds[first:last], LLMError)
-                end = capped if end is None else min(first + end, capped)
+                answer = self._ask(ctx.llm, text, bounds[first:last])
+                end = capped if answer is None else min(first + answer, capped)
             groups.append((first, end, None))
             first = end
         return capped_spans(idx, bounds, groups, self.size)
 
-    def _ask(self, llm, text: str, units, LLMError) -> int | None:
+    def _ask(self, llm, text: str, units) -> int | None:
         """How many sentences the chunk takes by the model's answer, or None to fall back. The
         answer was validated against the window's schema (0 or 2..m), whatever the server is."""
+        from chunkctl.llm import LLMError
+
         try:
             k = llm.complete(self.request(text, units)).data["first_new_topic"]
         except LLMError:

@@ -165,7 +165,7 @@ def test_lumber_hostile_answers_fall_back_and_are_counted(server):
     replies = iter([
         "I think the topic changes at sentence three.", "Sentence three, as I said.",  # non-JSON, then the repair
         '{"first_new_topic": 99}', '{"first_new_topic": -1}',  # out of range, twice
-        '{"first_new_topic": 3, "chunk": "INJECTED TEXT the model wrote"}',  # valid, with extra text
+        '{"first_new_topic": 2, "chunk": "INJECTED TEXT the model wrote"}',  # valid, with extra text
     ])
     server.answer = lambda path, body: next(replies, '{"first_new_topic": 0}')
     chunks, stats = _run(server, "lumber:size=16,window=40")
