@@ -63,7 +63,7 @@ class Adaptive(Chunker):
         embed = ctx.embedder(self.embedder).embed
         spans, scores = {}, {}
         for ch in self.choices():
-            got = [sp for sp in ch.split(doc, ctx)]
+            got = list(ch.split(doc, ctx))
             spans[ch.spec] = got
             scores[ch.spec] = document_scores(text, [(s.start, s.end) for s in got], [s.n_tokens for s in got],
                                               points, embed) if got else {}

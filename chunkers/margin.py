@@ -10,8 +10,8 @@ Where chunkctl departs from the reference code, and why:
 - the prompt is chunkctl's own wording; it quotes the source text as it is (the code re-joins
   sentences with spaces, which drops paragraph breaks) and shows the two parts once each (the code
   also repeats them joined: a third of the prompt, for the same question);
-- ``size`` caps a chunk in tokens: a sentence that would overflow it starts a new chunk without
-  asking (no margin is recorded), a sentence longer than ``size`` is cut at words;
+- ``size`` caps a chunk in tokens: a sentence that would overflow it starts a new chunk whatever
+  the model says (no margin is recorded), a sentence longer than ``size`` is cut at words;
 - ``context=pair`` asks about the previous sentence only (the repo's "prob_onlytwo" variant): the
   questions no longer depend on earlier answers, so they run in parallel and prompts stay short;
   the default ``chunk`` asks about the whole current chunk, one question at a time, as the paper;
@@ -114,7 +114,7 @@ class Margin(Chunker):
         groups, first = [], 0
         for i in range(1, len(bounds)):
             if idx.count(bounds[first][0], bounds[i][1]) > self.size:
-                groups.append((first, i, None))  # the cap decides; no question asked
+                groups.append((first, i, None))  # the cap decides; no margin is recorded
                 first = i
                 continue
             if self.context == "pair":
