@@ -22,6 +22,7 @@ import duckdb
 from chunkctl.chunkers import Chunker, ChunkContext, chunk_all
 from chunkctl.parse import doc_id_for, kind_of, load_document
 from chunkctl.store import Store
+from chunkctl.store.memory import put_memories
 from chunkctl.store.vectors import put_chunk_vectors
 from chunkctl.types import Document, Reject, RejectError
 from chunkctl.walk import Found, walk
@@ -190,6 +191,7 @@ def _ingest_file(store: Store, run: _Run, item: Found, options: IngestOptions, c
                 store.drop_document_chunks(doc_id, [ch.strategy_id for ch in todo])
             for ch in todo:
                 store.put_chunks(chunks[ch.strategy_id])
+                put_memories(store, chunks[ch.strategy_id])
                 put_chunk_vectors(store, chunks[ch.strategy_id])
                 store.mark_done(doc_id, ch.strategy_id, sha, len(chunks[ch.strategy_id]))
         for sid, cs in chunks.items():
@@ -241,6 +243,7 @@ def _ingest_streamed(store: Store, run: _Run, path: Path, doc_id: str, sha: str,
                 with store.transaction():
                     for sid, cs in chunks.items():
                         store.put_chunks(cs)
+                        put_memories(store, cs)
                         put_chunk_vectors(store, cs)
                         seq[sid] += len(cs)
                         run.result.chunks[sid] += len(cs)

@@ -82,6 +82,9 @@ class Chunk:
     # (model_id, vector) when the chunker itself computed the chunk's vector (late chunking): it
     # depends on the context, not only on the text, so it is stored with the chunk, never cached.
     embedding: tuple[str, Any] | None = field(default=None, compare=False, repr=False)
+    # what the embedding stage embeds instead of ``text`` (a completed chunk, a question before the
+    # text); None: the text itself. Model-written text lives here and in metadata, never in ``text``.
+    embed_text: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,8 +3,9 @@
 Importing this package registers every built-in strategy; ``parse_spec("recursive:size=256")``
 returns a configured chunker, ``REGISTRY`` maps names to classes.
 """
-from chunkctl.chunkers import (adaptive, cluster, fixed, idc, late, lumber, margin, ppl, recursive, recursive_lc,  # noqa: F401
-                               semantic, sentence, split_merge, structure)  # importing registers each strategy
+from chunkctl.chunkers import (adaptive, cluster, fixed, idc, late, lumber, margin, mom, ppl, qchunker,  # noqa: F401
+                               recursive, recursive_lc, semantic, sentence, split_merge,
+                               structure)  # importing registers each strategy
 from chunkctl.chunkers.base import (REGISTRY, Chunker, ChunkContext, ChunkerError, Span, build_chunks,
                                     chunk_all, chunk_document, describe, parse_spec)
 

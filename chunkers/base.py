@@ -24,6 +24,7 @@ class Span(NamedTuple):
     n_tokens: int
     metadata: dict[str, Any] | None = None
     embedding: tuple[str, Any] | None = None  # (model_id, vector) when the chunker computed one (late)
+    embed_text: str | None = None  # what to embed instead of the span's text (model-written context)
 
 
 class ChunkerError(Exception):
@@ -218,6 +219,7 @@ def build_chunks(doc: Document, chunker: Chunker, spans: Iterable[Span], base: i
             heading_path=doc.heading_path_at(s),
             metadata=sp.metadata or {},
             embedding=sp.embedding,
+            embed_text=sp.embed_text,
         ))
     return out
 

@@ -46,6 +46,15 @@ TEMPLATES = {  # how the question is wrapped for a raw next-token prompt
 }
 
 
+def boundary_request(a: str, b: str, template: str = "chatml"):
+    """Next-token candidates "1" (split) and "2" (keep) after the question about passage a and the
+    text b that follows it (also MoM's boundary clarity)."""
+    from chunkctl.llm import Request
+
+    q = QUESTION.format(a=a.strip(), b=b.strip())
+    return Request(prompt=TEMPLATES[template].format(q=q), candidates=OPTIONS)
+
+
 @dataclass
 class AdaptiveThreshold:
     """The code's rule: keep when Δ > θ; θ = 0 until ``window`` margins exist, then their mean over
@@ -91,10 +100,7 @@ class Margin(Chunker):
             raise ValueError("margin: need size >= 1, window >= 1, target >= 0")
 
     def request(self, text: str, a: tuple[int, int], b: tuple[int, int]):
-        from chunkctl.llm import Request
-
-        q = QUESTION.format(a=text[a[0]:a[1]].strip(), b=text[b[0]:b[1]].strip())
-        return Request(prompt=TEMPLATES[self.template].format(q=q), candidates=OPTIONS)
+        return boundary_request(text[a[0]:a[1]], text[b[0]:b[1]], self.template)
 
     def split(self, doc: Document, ctx: ChunkContext):
         from chunkctl.llm import LLMError

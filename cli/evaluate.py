@@ -52,6 +52,10 @@ def eval_cmd(
         "--chunkscore", help="Also QChunker's ChunkScore per document: 0.3 x logical independence (MoC's "
                              "boundary clarity, scored by the LLM: the global --llm options) + 0.7 x "
                              "semantic dispersion.")] = False,
+    memory: Annotated[str, typer.Option(
+        "--memory", help="Retrieve over MoM's memory layers too: none, mixed (one index; an outline or core "
+                         "hit brings its document's chunks) or per-layer (each layer apart, fused by RRF). "
+                         "Strategies without memories retrieve their chunks as with none.")] = "none",
     quiet: Quiet = False,
 ) -> None:
     """Measure chunking strategies against a QA set: every question retrieves its top-k chunks from
@@ -69,6 +73,10 @@ def eval_cmd(
         fail(f"--mode must be one of {', '.join(MODES)}", USAGE)
     if locate not in LOCATES:
         fail(f"--locate must be one of {', '.join(LOCATES)}", USAGE)
+    from chunkctl.store.memory import MEMORY_MODES
+
+    if memory not in MEMORY_MODES or (memory != "none" and mode != "vector"):
+        fail(f"--memory must be one of {', '.join(MEMORY_MODES)}, and needs --mode vector", USAGE)
     if qa_format is not None and qa_format not in FORMATS:
         fail(f"--qa-format must be one of {', '.join(FORMATS)}", USAGE)
     if not qa.is_file():
@@ -112,7 +120,7 @@ def eval_cmd(
     exclude = [qa.name] if corpus and qa.resolve().parent == corpus.resolve() else []
     opts = EvalOptions(chunkers, ks=[x if x == K_MIN else int(x) for x in ks], mode=mode, locate=locate,
                        embedder=embedder, baseline=base, device=device, intrinsic=intrinsic, llm=llm,
-                       llm_settings=llm_settings)
+                       llm_settings=llm_settings, memory=memory)
     with open_store(db, create=roots is not None) as store:
         try:
             report = evaluate(store, qaset, opts, corpus=roots, exclude=exclude)

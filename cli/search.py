@@ -48,12 +48,18 @@ def search_cmd(
                                                        "vectors change).")] = "exact",
     cutoff: Annotated[str, typer.Option("--cutoff", help="k (return k results) or sage (treat the k as candidates "
                                                          "and stop where relevance drops sharply).")] = "k",
+    memory: Annotated[str, typer.Option("--memory", help="none, mixed (one index over chunks and MoM's outline and "
+                                                         "core entries; a memory hit brings its document's chunks) "
+                                                         "or per-layer (each layer searched apart, then fused by "
+                                                         "RRF).")] = "none",
     json_out: Json = False,
 ) -> None:
     """Search stored chunks; shows document, pages, heading path, score and a snippet."""
+    from chunkctl.store.memory import MEMORY_MODES
     from chunkctl.store.vectors import CUTOFFS, INDEXES, MODES, search
 
-    for flag, value, allowed in (("--mode", mode, MODES), ("--index", index, INDEXES), ("--cutoff", cutoff, CUTOFFS)):
+    for flag, value, allowed in (("--mode", mode, MODES), ("--index", index, INDEXES), ("--cutoff", cutoff, CUTOFFS),
+                                 ("--memory", memory, MEMORY_MODES)):
         if value not in allowed:
             fail(f"{flag} must be one of {', '.join(allowed)}", USAGE)
     embedder = embedder_from(model, device) if mode != "bm25" else None
@@ -63,7 +69,7 @@ def search_cmd(
             fail(f"no {embedder.model_id} vectors in {db}: run `chunkctl embed --db {db}` first", USAGE)
         try:
             hits = search(store, query, k=k, mode=mode, strategy=strategy, embedder=embedder, index=index,
-                          cutoff=cutoff)
+                          cutoff=cutoff, memory=memory)
         except ValueError as e:
             fail(str(e), USAGE)
     if json_out:

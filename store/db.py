@@ -25,7 +25,7 @@ DEFAULT_DB = "chunkctl.duckdb"
 # text and chunks: a 200 MB text file needs about 450 MB here.
 MEMORY_LIMIT = "768MB"
 TABLES = ("documents", "chunks", "strategies", "document_strategies", "runs", "rejects", "migrations",
-          "embeddings", "embedding_cache", "embedding_models", "fts_indexes")
+          "embeddings", "embedding_cache", "embedding_models", "fts_indexes", "memories", "memory_embeddings")
 
 
 def _now() -> datetime:
@@ -130,6 +130,9 @@ class Store:
                 "embedding_cache c WHERE c.model_id = e.model_id AND c.text_sha256 = e.text_sha256) GROUP BY 1, 2",
                 params)
             self.con.execute(f"DELETE FROM embeddings WHERE chunk_id IN {gone}", params)
+            self.con.execute("DELETE FROM memory_embeddings WHERE memory_id IN "
+                             f"(SELECT memory_id FROM memories WHERE {where})", params)
+            self.con.execute(f"DELETE FROM memories WHERE {where}", params)
             self.con.execute(f"DELETE FROM chunks WHERE {where}", params)
             self.con.execute(f"DELETE FROM document_strategies WHERE {where}", params)
 
@@ -151,10 +154,11 @@ class Store:
             "page_end": pa.array([c.page_end for c in chunks], pa.int32()),
             "heading_path": pa.array([list(c.heading_path) for c in chunks], pa.list_(pa.string())),
             "metadata": [json.dumps(c.metadata, sort_keys=True) if c.metadata else None for c in chunks],
+            "embed_text": pa.array([c.embed_text for c in chunks], pa.string()),
         })
         self.con.register("_chunk_batch", table)
         try:
-            self.con.execute("INSERT INTO chunks SELECT * FROM _chunk_batch")
+            self.con.execute("INSERT INTO chunks BY NAME SELECT * FROM _chunk_batch")
         finally:
             self.con.unregister("_chunk_batch")
 

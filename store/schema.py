@@ -93,4 +93,26 @@ MIGRATIONS: list[tuple[str, str]] = [
         -- replaced (moved there when their chunks go), so an edit still re-embeds only new text.
         ALTER TABLE embeddings ADD COLUMN text_sha256 VARCHAR;
     """),
+    ("004_embed_text_and_memories", """
+        -- The text the embedding stage embeds when it is not the chunk's own (a QChunker completion,
+        -- an outline question before the text); NULL: the chunk's text. The text itself never changes.
+        ALTER TABLE chunks ADD COLUMN embed_text VARCHAR;
+        -- MoM's document memory beside its atomic chunks: per chunk, its outline entry and its core
+        -- content, written with the chunks (same transaction) and searched as their own layers.
+        CREATE TABLE memories (
+            memory_id   VARCHAR NOT NULL,
+            doc_id      VARCHAR NOT NULL,
+            strategy_id VARCHAR NOT NULL,
+            chunk_id    VARCHAR NOT NULL,   -- the atomic chunk this entry belongs to
+            layer       VARCHAR NOT NULL,   -- outline | core
+            seq         INTEGER NOT NULL,   -- the chunk's seq
+            text        VARCHAR NOT NULL    -- what the model wrote (never part of a chunk's text)
+        );
+        CREATE TABLE memory_embeddings (
+            memory_id VARCHAR NOT NULL,
+            model_id  VARCHAR NOT NULL,
+            vec       FLOAT[] NOT NULL
+        );
+        CREATE INDEX memories_doc ON memories (doc_id, strategy_id);
+    """),
 ]

@@ -28,10 +28,12 @@ class EmbedResult:
     cached: int = 0      # chunks whose vector came from the cache
     truncated: int = 0   # embedded texts longer than the model's window (their tail is not in the vector)
     seconds: float = 0.0
+    memories: int = 0    # MoM memory entries (outline, core) that got a vector
 
     def as_dict(self) -> dict[str, Any]:
         return {"model_id": self.model_id, "chunks": self.chunks, "embedded": self.embedded,
-                "cached": self.cached, "truncated": self.truncated, "seconds": round(self.seconds, 3)}
+                "cached": self.cached, "truncated": self.truncated, "seconds": round(self.seconds, 3),
+                **({"memories": self.memories} if self.memories else {})}
 
 
 def _vec_column(matrix):
@@ -160,7 +162,7 @@ def missing_vectors(store: Store, model_id: str, strategy: str | None = None, af
     """The next ``limit`` (chunk_id, text) after ``after`` with no vector of the model: a cursor,
     so a store of millions of chunks is embedded in bounded memory."""
     return store.query(
-        "SELECT c.chunk_id, c.text FROM chunks c WHERE c.chunk_id > ? AND (? IS NULL OR c.strategy_id = ?) "
+        "SELECT c.chunk_id, coalesce(c.embed_text, c.text) FROM chunks c WHERE c.chunk_id > ? AND (? IS NULL OR c.strategy_id = ?) "
         "AND NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.chunk_id = c.chunk_id AND e.model_id = ?) "
         "ORDER BY c.chunk_id LIMIT ?", [after, strategy, strategy, model_id, limit])
 
@@ -211,6 +213,8 @@ class EmbedStage:
         for c in chunks:
             if c.embedding is not None and c.embedding[0] == self.embedder.model_id:
                 continue  # the chunker computed it (late chunking) and it is stored already
+            if c.embed_text is not None:  # not a span of the text: embedded from its own text
+                continue  # by ``finish`` (embed_chunks finds it without a vector)
             self.rows.append((c.chunk_id, c.text))
             if self.tokenizer is not None:
                 self.ids.append(ctx.tokens(text, self.tokenizer).ids_in(c.char_start, c.char_end))
@@ -246,6 +250,9 @@ class EmbedStage:
         rest = embed_chunks(self.store, self.embedder)
         for k in ("chunks", "embedded", "cached", "truncated", "seconds"):
             setattr(self.result, k, getattr(self.result, k) + getattr(rest, k))
+        from chunkctl.store.memory import embed_memories
+
+        self.result.memories = embed_memories(self.store, self.embedder)
         return self.result
 
 
@@ -350,11 +357,18 @@ def rrf(rankings: Sequence[Sequence[tuple[str, float]]], k: int) -> list[tuple[s
 
 
 def search(store: Store, query: str, k: int = 10, mode: str = "vector", strategy: str | None = None,
-           embedder=None, index: str = "exact", cutoff: str = "k") -> list[Hit]:
+           embedder=None, index: str = "exact", cutoff: str = "k", memory: str = "none") -> list[Hit]:
     """The top ``k`` chunks for ``query``; with ``cutoff="sage"`` the top k are a candidate pool
-    and SAGE's relevance-drop rule decides how many of them to return."""
+    and SAGE's relevance-drop rule decides how many of them to return. ``memory`` (mixed or
+    per-layer) also searches MoM's outline and core layers (``store/memory.py``)."""
+    from chunkctl.store.memory import MEMORY_MODES, memory_search
+
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}")
+    if memory not in MEMORY_MODES:
+        raise ValueError(f"memory must be one of {', '.join(MEMORY_MODES)}")
+    if memory != "none" and (mode != "vector" or index != "exact"):
+        raise ValueError("--memory searches exact vectors: use it with --mode vector --index exact")
     if index not in INDEXES or cutoff not in CUTOFFS:
         raise ValueError(f"index must be one of {', '.join(INDEXES)}; cutoff one of {', '.join(CUTOFFS)}")
     if strategy is not None:  # accept a strategy name when it is unambiguous
@@ -364,7 +378,14 @@ def search(store: Store, query: str, k: int = 10, mode: str = "vector", strategy
             raise ValueError(f"--strategy {strategy!r} matches {len(ids)} stored strategies")
         strategy = ids[0]
     vector = bm25 = []
-    if mode in ("vector", "hybrid"):
+    if memory != "none":
+        if embedder is None:
+            raise ValueError("memory search needs an embedder")
+        from chunkctl.store.memory import embed_memories
+
+        embed_memories(store, embedder, strategy)  # entries stored without a vector (an ingest without one)
+        vector = memory_search(store, embedder.embed([query])[0], embedder.model_id, strategy, k, memory)
+    elif mode in ("vector", "hybrid"):
         if embedder is None:
             raise ValueError("vector search needs an embedder")
         vector = _vector_ranks(store, embedder.embed([query])[0], embedder.model_id, strategy,

@@ -139,7 +139,7 @@ def test_show_stats_and_chunkers(cli, sample_copy, tmp_path):
     code, out, _ = cli("chunkers", "--json")
     names = {c["name"] for c in json.loads(out)}
     assert names == {"fixed", "recursive", "recursive-lc", "sentence", "structure", "split-merge", "semantic",
-                     "semantic-double", "cluster", "late", "ppl", "margin", "lumber", "idc", "adaptive"}
+                     "semantic-double", "cluster", "late", "ppl", "margin", "lumber", "idc", "adaptive", "qchunker", "mom"}
     assert cli("stats", "--db", tmp_path / "missing.duckdb")[0] == 2
 
 

@@ -42,7 +42,7 @@ def semantic_dispersion(vectors: np.ndarray, alpha: float = ALPHA) -> float:
     return float(logdet / len(z))
 
 
-def _mean_nll(comp) -> float:
+def mean_nll(comp) -> float:
     vals = [t.logprob for t in comp.logprobs if t.logprob is not None]
     return -sum(vals) / len(vals) if vals else 0.0
 
@@ -57,7 +57,7 @@ def logical_independence(chunks: Sequence[str], llm, li_mode: str = "ppl") -> fl
     reqs += [Request(prompt="", score=chunks[i]) for i in range(1, len(chunks))]
     outs = llm.map(reqs)
     n = len(chunks) - 1
-    cond, alone = [_mean_nll(c) for c in outs[:n]], [_mean_nll(c) for c in outs[n:]]
+    cond, alone = [mean_nll(c) for c in outs[:n]], [mean_nll(c) for c in outs[n:]]
     if li_mode == "nll":
         ratios = [c / a if a else 1.0 for c, a in zip(cond, alone)]
     else:

@@ -36,6 +36,7 @@ class EvalOptions:
     intrinsic: bool = False  # Adaptive Chunking's SC, ICC, DCC, BI (RC unavailable offline)
     llm: Any = None  # a chunkctl.llm.LLM: with it, ChunkScore per document (QChunker) is reported
     llm_settings: Any = None  # chunkctl.llm.LLMSettings for LLM chunkers; None: the defaults
+    memory: str = "none"  # none | mixed | per-layer: MoM's memory layers in retrieval (store/memory.py)
 
 
 @dataclass
@@ -150,6 +151,10 @@ def _ranked(store, opts: EvalOptions, qvecs, questions: list[str], strategy_id: 
     pos = {cid: i for i, cid in enumerate(chunk_ids)}
     dense = lexical = None
     fetch = depth if opts.mode != "hybrid" else max(4 * depth, 50)
+    if opts.memory != "none":
+        if opts.mode != "vector":
+            raise ValueError("--memory works with --mode vector")
+        return [[pos[cid] for cid, _ in r] for r in _memory_ranked(store, opts, qvecs, strategy_id, chunk_ids, depth)]
     if opts.mode in ("vector", "hybrid"):
         scores = qvecs @ _vectors(store, opts.embedder, strategy_id, chunk_ids).T
         top = np.argsort(-scores, axis=1, kind="stable")[:, :fetch]
@@ -163,6 +168,17 @@ def _ranked(store, opts: EvalOptions, qvecs, questions: list[str], strategy_id: 
     else:
         ranked = [rrf([d, b], depth) for d, b in zip(dense, lexical)]
     return [[pos[cid] for cid, _ in r[:depth] if cid in pos] for r in ranked]
+
+
+def _memory_ranked(store, opts: EvalOptions, qvecs, strategy_id: str, chunk_ids: list[str], depth: int):
+    from chunkctl.store.memory import embed_memories, memory_vectors, rank_with_memory
+
+    chunk_vecs = _vectors(store, opts.embedder, strategy_id, chunk_ids)
+    embed_memories(store, opts.embedder, strategy_id)  # only entries still without a vector
+    docs = dict(store.query("SELECT chunk_id, doc_id FROM chunks WHERE strategy_id = ?", [strategy_id]))
+    mem_chunks, layers, mem_vecs = memory_vectors(store, opts.embedder.model_id, strategy_id)
+    return rank_with_memory(qvecs, chunk_ids, [docs[c] for c in chunk_ids], chunk_vecs, mem_chunks, layers,
+                            mem_vecs, opts.memory, depth)
 
 
 def _chunkscores(chunks, opts: EvalOptions) -> dict[str, float]:
@@ -267,7 +283,8 @@ def evaluate(store, qa: QASet, opts: EvalOptions, corpus: Sequence[str] | None =
         rows = []
         for k in opts.ks:
             row = {"strategy": ch.spec, "strategy_id": sid, "k": str(k), "questions": len(placed),
-                   "mode": opts.mode, "locate": opts.locate, "model": getattr(opts.embedder, "model_id", None)}
+                   "mode": opts.mode, "memory": opts.memory, "locate": opts.locate,
+                   "model": getattr(opts.embedder, "model_id", None)}
             for name, vals in per_q[str(k)].items():
                 row[name], row[name + "_std"] = M.mean_std(vals)
             rows.append({**row, **cstats, **secs})

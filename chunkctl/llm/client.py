@@ -144,6 +144,11 @@ class LLM:
     def model_id(self) -> str:
         return self.backend.model_id
 
+    @property
+    def context_length(self) -> int:
+        """Tokens the model reads in one request (windowed algorithms size their windows by it)."""
+        return int(getattr(self.backend, "context_length", 4096))
+
     def complete(self, req: Request) -> Completion:
         key = cache_key(self.backend.name, self.backend.model_id, req) if self.cache else None
         if key is not None:

@@ -67,6 +67,22 @@ def resolve_model(name: str | None, cache_dir: Path) -> LocalModel:
     raise LLMError(f"local model {name!r}: not smollm2, gemma3-270m, a .gguf file or a Hugging Face folder")
 
 
+def trained_context(model: LocalModel) -> int:
+    """The context length the model was trained with (GGUF metadata or config.json)."""
+    if model.gguf is not None:
+        import gguf
+
+        fields = gguf.GGUFReader(str(model.gguf)).fields
+        for key, f in fields.items():
+            if key.endswith(".context_length"):
+                return int(f.parts[f.data[0]][0])
+        return 2048
+    import json
+
+    config = json.loads((model.folder / "config.json").read_text())
+    return int(config.get("max_position_embeddings") or 2048)
+
+
 class LocalBackend:
     name = "local"
 
@@ -78,7 +94,15 @@ class LocalBackend:
         self.cache_dir, self.parallel, self.context, self.device = cache_dir, parallel, context, device
         self._server = None
         self._hf = None
+        self._context_length: int | None = None
         self._lock = threading.Lock()
+
+    @property
+    def context_length(self) -> int:
+        """Tokens one request may hold: the model's trained context, within the server's n_ctx."""
+        if self._context_length is None:
+            self._context_length = min(self.context, trained_context(self.model))
+        return self._context_length
 
     # -- the protocol ------------------------------------------------------------------------
     def complete(self, req: Request) -> Completion:

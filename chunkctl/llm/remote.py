@@ -24,6 +24,7 @@ from chunkctl.llm.jsonout import with_instruction
 from chunkctl.llm.types import Backend, Completion, LLMError, Request
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
+DEFAULT_CONTEXT = 4096
 
 
 class ClientError(LLMError):
@@ -53,6 +54,7 @@ class OpenAIBackend:
         self._lock = threading.Lock()
         self.native_schema: bool | None = None  # learned: does the server take response_format?
         self.echo_scoring: bool | None = None  # learned: does it return prompt log-probs?
+        self._context_length: int | None = None
 
     @property
     def model_id(self) -> str:
@@ -61,6 +63,21 @@ class OpenAIBackend:
                 if self._model is None:
                     self._model = self.models()[0]
         return self._model
+
+    @property
+    def context_length(self) -> int:
+        """The model's context from GET /models: vLLM's ``max_model_len``, llama.cpp's
+        ``meta.n_ctx_train``; 4096 when the server does not say (a safe size for windows)."""
+        if self._context_length is None:
+            try:
+                data = self._request("GET", "/models", None).get("data") or []
+            except LLMError:
+                data = []
+            mine = [m for m in data if m.get("id") == self.model_id] or data[:1]
+            info = mine[0] if mine else {}
+            found = info.get("max_model_len") or (info.get("meta") or {}).get("n_ctx_train") or info.get("context_length")
+            self._context_length = int(found) if found else DEFAULT_CONTEXT
+        return self._context_length
 
     def models(self) -> list[str]:
         """The server's model ids (GET /models); the first is used when no model is named."""
