@@ -123,10 +123,10 @@ class MoM(Chunker):
         from chunkctl.llm import chat
 
         memory = {"type": "object", "required": ["first", "core"], "properties": {
-            "first": first_sentence_schema(m), "core": {"type": "string", "maxLength": 240}}}
+            "first": first_sentence_schema(m), "core": {"type": "string"}}}
         schema = {"type": "object", "required": ["field", "outline", "memories"], "properties": {
-            "field": {"type": "string", "maxLength": 60},
-            "outline": {"type": "array", "maxItems": n_max, "items": {"type": "string", "maxLength": 100}},
+            "field": {"type": "string"},
+            "outline": {"type": "array", "maxItems": n_max, "items": {"type": "string"}},
             "memories": {"type": "array", "minItems": 1, "maxItems": n_max, "items": memory}}}
         return chat(MEMORY.format(sentences=sentences), system=SYSTEM, schema=schema, seed=path,
                     temperature=TEMPERATURES[path % len(TEMPERATURES)], max_tokens=self.max_tokens)

@@ -148,14 +148,14 @@ class QChunker(Chunker):
         from chunkctl.llm import chat
 
         schema = {"type": "object", "required": ["questions"], "properties": {"questions": {
-            "type": "array", "maxItems": n_max, "items": {"type": "string", "maxLength": 120}}}}
+            "type": "array", "maxItems": n_max, "items": {"type": "string"}}}}
         return chat(OUTLINE.format(doc=doc), system=SYSTEM, schema=schema, max_tokens=40 * n_max)
 
     def segment_request(self, outline: list[str], sentences: str, m: int, n_max: int, path: int):
         from chunkctl.llm import chat
 
         item = {"type": "object", "required": ["first", "question"], "properties": {
-            "first": first_sentence_schema(m), "question": {"type": "string", "maxLength": 120}}}
+            "first": first_sentence_schema(m), "question": {"type": "string"}}}
         schema = {"type": "object", "required": ["chunks"], "properties": {"chunks": {
             "type": "array", "minItems": 1, "maxItems": n_max, "items": item}}}
         listing = "\n".join(f"- {q}" for q in outline) or "(none given)"
@@ -166,7 +166,7 @@ class QChunker(Chunker):
         from chunkctl.llm import chat
 
         item = {"type": "object", "required": ["fact", "quote"], "properties": {
-            "fact": {"type": "string", "maxLength": 200}, "quote": {"type": "string", "maxLength": 300}}}
+            "fact": {"type": "string"}, "quote": {"type": "string"}}}
         schema = {"type": "object", "required": ["missing"], "properties": {"missing": {
             "type": "array", "maxItems": MAX_ITEMS, "items": item}}}
         return chat(REVIEW.format(doc=context, chunk=chunk), system=SYSTEM, schema=schema, max_tokens=320)
@@ -185,7 +185,7 @@ class QChunker(Chunker):
 
         limit = len(chunk) + sum(len(i["quote"]) for i in items) + 200
         schema = {"type": "object", "required": ["completed"], "properties": {
-            "completed": {"type": "string", "maxLength": limit}}}
+            "completed": {"type": "string"}}}
         return chat(REWRITE.format(chunk=chunk, facts=_facts(items)), system=SYSTEM, schema=schema,
                     max_tokens=min(4096, limit // 2))
 

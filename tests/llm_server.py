@@ -33,11 +33,13 @@ def reply_for(path: str, body: dict[str, Any], text: str) -> dict[str, Any]:
 
 
 class FaultServer:
-    def __init__(self, answer: Callable[[str, dict], str] | None = None, models=("fault-model",)):
+    def __init__(self, answer: Callable[[str, dict], str] | None = None, models=("fault-model",),
+                 model_info: dict | None = None):
         self.script: deque = deque()
         self.requests: list[tuple[str, dict]] = []
         self.answer = answer or (lambda path, body: "fine")
         self.models = models
+        self.model_info = model_info or {}  # extra fields of each GET /models entry (max_model_len)
         self.in_flight = self.max_in_flight = 0
         self._lock = threading.Lock()
         server = self
@@ -49,7 +51,7 @@ class FaultServer:
                 pass
 
             def do_GET(self):
-                self._json(200, {"data": [{"id": m} for m in server.models]})
+                self._json(200, {"data": [{"id": m, **server.model_info} for m in server.models]})
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")

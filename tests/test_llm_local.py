@@ -38,6 +38,10 @@ def test_generation_with_seed_and_top_logprobs(local):
     assert "".join(t.token for t in c.logprobs) == c.text
 
 
+def test_context_length_is_the_models_trained_context(local):
+    assert local.context_length == 8192  # SmolLM2's GGUF says 8192; the server's n_ctx (16384) is larger
+
+
 def test_json_schema_output_is_parsed(local):
     c = LLM(local).complete(chat("Is the sun hot? Answer yes or no.", schema=YES_NO, max_tokens=24))
     assert c.data["answer"] in ("yes", "no")

@@ -67,6 +67,22 @@ def test_clean_starts_drops_unplaceable_and_sorts_repeats():
     assert stats.fallbacks == {"t: chunk start not in the window": 4, "t: chunk starts out of order": 1}
 
 
+def test_the_window_follows_the_models_context_length():
+    from chunkctl.chunkers.windows import window_tokens
+    from chunkctl.llm import open_llm
+
+    for info, expected in (({"max_model_len": 32768}, 32768), ({"meta": {"n_ctx_train": 2048}}, 2048), ({}, 4096)):
+        srv = FaultServer(model_info=info)
+        try:
+            llm = open_llm(LLMSettings(backend="openai", base_url=srv.url, retries=0))
+            assert llm.context_length == expected
+            # the context less the prompt and the reply, in the chunker's tokens; at most 16 chunks' worth
+            assert window_tokens(llm, 0, 256, 1024) == max(256, min(int((expected - 700 - 1024) * 0.8), 16 * 256))
+            assert window_tokens(llm, 300, 256, 1024) == 300  # an explicit window wins
+        finally:
+            srv.close()
+
+
 # -- MoM's selection arithmetic -------------------------------------------------------------
 def test_rrf_pick_by_hand():
     # clarity ranks: c1 (0.9) 1, c0 (0.5) 2, c2 (0.1) 3; completeness ranks: c2 1, c0 2, c1 3
@@ -330,3 +346,15 @@ def test_eval_measures_each_memory_mode(cli, server, tmp_path):
         row = json.loads((tmp_path / f"{memory}.json").read_text())["results"][0]
         assert row["memory"] == memory and row["recall"] == 1.0
     assert cli(*base, "--memory", "mixed", "--mode", "hybrid")[0] == 2
+
+
+def test_a_spent_token_budget_falls_back_with_exact_offsets(server):
+    server.answer = qchunker_answers(lambda chunk: chunk)
+    ctx = ChunkContext(device="cpu", llm_settings=LLMSettings(backend="openai", base_url=server.url, retries=0,
+                                                              max_tokens_total=40, concurrency=1))
+    chunks = chunk_document(Document("d", "d.txt", "x", "text/plain", DOC), parse_spec("qchunker:size=64"), ctx)
+    stats = ctx.llm.stats
+    assert stats.undone > 0 and server.posts() == stats.calls  # requests past the budget were never sent
+    assert stats.fallbacks["qchunker: no valid partition"] + stats.fallbacks["qchunker: review failed"] > 0
+    assert all(DOC[c.char_start:c.char_end] == c.text for c in chunks)
+    assert "".join(c.text for c in chunks).replace(" ", "") == DOC.replace(" ", "")
