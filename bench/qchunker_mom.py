@@ -2,19 +2,19 @@
 precision-Ω at k = 5 (MiniLM int8, true offsets), ChunkScore, model calls and tokens, chunking time,
 and the time to chunk again from the LLM cache (a fresh store, the same cache: no model call).
 
-    .venv/bin/python bench/qchunker_mom.py [--corpora state_of_the_union wikitexts] [--chars 12000]
+    .venv/bin/python bench/qchunker_mom.py [--corpora state_of_the_union wikitexts] [--chars 8000]
 
 The four agents and the memory sampling make hundreds of calls per document; with the embedded
 SmolLM2-135M on two CPU cores that is minutes per thousand words. So the corpus is the first
 ``--chars`` characters (cut at a paragraph end) of each named Chroma corpus, and the questions are
 those whose references lie inside that prefix. Everything lives in .benchdata/qchunker_mom/; a
-re-run answers from the LLM cache. With a stronger model behind vLLM, see docs/llm-chunkers.md.
+re-run answers from the LLM cache. With a stronger model behind vLLM (``--llm-base-url``), see
+docs/llm-chunkers.md.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import shutil
 import time
 from pathlib import Path
 
@@ -45,8 +45,11 @@ def prefix_corpus(names: list[str], chars: int) -> list[Path]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--corpora", nargs="*", default=["state_of_the_union", "wikitexts"])
-    ap.add_argument("--chars", type=int, default=12000)
+    ap.add_argument("--chars", type=int, default=8000)
     ap.add_argument("--only", nargs="*", help="Run only these specs.")
+    ap.add_argument("--llm-base-url", help="An OpenAI-compatible server (vLLM) instead of the embedded model.")
+    ap.add_argument("--llm-model", help="The server's model name.")
+    ap.add_argument("--llm-concurrency", type=int, default=8)
     args = ap.parse_args()
 
     from chunkctl.chunkers import parse_spec
@@ -59,12 +62,15 @@ def main() -> None:
     files = prefix_corpus(args.corpora, args.chars)
     qa = load_qa(CHROMA / "questions_df.csv")
     qa = dataclasses.replace(qa, questions=[q for q in qa.questions if Path(q.refs[0].doc).stem in args.corpora])
-    settings = LLMSettings(cache=str(OUT / "llm-cache.sqlite"))
+    settings = LLMSettings(cache=str(OUT / "llm-cache.sqlite"), concurrency=args.llm_concurrency,
+                           **({"backend": "openai", "base_url": args.llm_base_url, "model": args.llm_model}
+                              if args.llm_base_url else {}))
     llm = open_llm(settings)  # ChunkScore's scorer
     tok = llm.backend.hf().tok if hasattr(llm.backend, "hf") else None
     input_tokens = sum(len(tok(f.read_text(), add_special_tokens=False).input_ids) for f in files) if tok else 0
     emb = get_embedder("minilm", "auto")
-    db, rerun_db = OUT / f"store-{args.chars}.duckdb", OUT / f"rerun-{args.chars}.duckdb"
+    tag = f"{args.chars}-{llm.model_id.replace('/', '_')}"
+    db, rerun_db = OUT / f"store-{tag}.duckdb", OUT / f"rerun-{tag}.duckdb"
     rows, n_questions = [], 0
     for spec, memory in RUNS:
         if args.only and spec not in args.only:
@@ -87,7 +93,7 @@ def main() -> None:
         rows.append((spec, memory, r, wall, rerun))
         print(f"  done {spec} --memory {memory} in {wall:.0f} s"
               + (f" (LLM: {r.llm.line()})" if r.llm is not None else ""), flush=True)
-    shutil.rmtree(rerun_db, ignore_errors=True) if rerun_db.is_dir() else rerun_db.unlink(missing_ok=True)
+    rerun_db.unlink(missing_ok=True)
 
     print(f"\nChroma benchmark, first {args.chars:,} characters of {', '.join(args.corpora)} ({n_questions} questions, "
           f"{input_tokens:,} model tokens); {emb.model_id}, k = 5, by true offsets, ×100; "

@@ -129,7 +129,8 @@ class MoM(Chunker):
             "outline": {"type": "array", "maxItems": n_max, "items": {"type": "string"}},
             "memories": {"type": "array", "minItems": 1, "maxItems": n_max, "items": memory}}}
         return chat(MEMORY.format(sentences=sentences), system=SYSTEM, schema=schema, seed=path,
-                    temperature=TEMPERATURES[path % len(TEMPERATURES)], max_tokens=self.max_tokens)
+                    temperature=TEMPERATURES[path % len(TEMPERATURES)],
+                    max_tokens=min(self.max_tokens, 64 + 80 * n_max))  # an outline line and a memory: ~80
 
     def split(self, doc: Document, ctx: ChunkContext):
         text = doc.text

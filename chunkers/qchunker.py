@@ -160,7 +160,8 @@ class QChunker(Chunker):
             "type": "array", "minItems": 1, "maxItems": n_max, "items": item}}}
         listing = "\n".join(f"- {q}" for q in outline) or "(none given)"
         return chat(SEGMENT.format(outline=listing, sentences=sentences), system=SYSTEM, schema=schema,
-                    temperature=self.temperature, top_p=self.top_p, seed=path, max_tokens=self.max_tokens)
+                    temperature=self.temperature, top_p=self.top_p, seed=path,
+                    max_tokens=min(self.max_tokens, 32 + 48 * n_max))  # ~48 tokens an item, with its question
 
     def review_request(self, context: str, chunk: str):
         from chunkctl.llm import chat
@@ -169,7 +170,7 @@ class QChunker(Chunker):
             "fact": {"type": "string"}, "quote": {"type": "string"}}}
         schema = {"type": "object", "required": ["missing"], "properties": {"missing": {
             "type": "array", "maxItems": MAX_ITEMS, "items": item}}}
-        return chat(REVIEW.format(doc=context, chunk=chunk), system=SYSTEM, schema=schema, max_tokens=320)
+        return chat(REVIEW.format(doc=context, chunk=chunk), system=SYSTEM, schema=schema, max_tokens=256)
 
     def recheck_request(self, chunk: str, items: list[dict]):
         from chunkctl.llm import chat
@@ -183,11 +184,11 @@ class QChunker(Chunker):
     def rewrite_request(self, chunk: str, items: list[dict]):
         from chunkctl.llm import chat
 
-        limit = len(chunk) + sum(len(i["quote"]) for i in items) + 200
+        chars = len(chunk) + sum(len(i["quote"]) for i in items) + 200  # the chunk, the facts, some glue
         schema = {"type": "object", "required": ["completed"], "properties": {
             "completed": {"type": "string"}}}
         return chat(REWRITE.format(chunk=chunk, facts=_facts(items)), system=SYSTEM, schema=schema,
-                    max_tokens=min(4096, limit // 2))
+                    max_tokens=min(4096, chars // 3))
 
     # -- agents 1 and 2, window by window ---------------------------------------------------
     def split(self, doc: Document, ctx: ChunkContext):
@@ -202,7 +203,7 @@ class QChunker(Chunker):
         groups = starts_to_groups(stitch(proposals, owned_ranges(wins, len(bounds))), len(bounds))
         spans = capped_spans(idx, bounds, [(a, b, {"question": q} if q else None) for a, b, q in groups], self.size)
         if self.complete:
-            spans = self._complete(text, idx, spans, llm)
+            spans = self._complete(text, spans, llm)
         return [sp._replace(embed_text=self._embed_text(text, sp)) for sp in spans]
 
     def _window(self, text, idx, bounds, a: int, b: int, ctx) -> list[tuple[int, str | None]]:
@@ -254,7 +255,7 @@ class QChunker(Chunker):
         return candidates[max(range(len(candidates)), key=lambda i: (scores[i], -i))]
 
     # -- agents 3 and 4, chunk by chunk ----------------------------------------------------
-    def _complete(self, text: str, idx, spans: list[Span], llm) -> list[Span]:
+    def _complete(self, text: str, spans: list[Span], llm) -> list[Span]:
         from chunkctl.llm import LLMError
 
         chars = 4 * self.context  # ~4 characters per token of English prose
@@ -267,12 +268,15 @@ class QChunker(Chunker):
                 llm.stats.fallback(f"{WHO}: review failed")
                 continue
             reviewed.add(i)
-            items = [it for it in out.data["missing"] if stated_outside(text, it["quote"], sp.start, sp.end)]
-            if len(items) < len(out.data["missing"]):
+            stated = [it for it in out.data["missing"] if stated_outside(text, it["quote"], sp.start, sp.end)]
+            if len(stated) < len(out.data["missing"]):
                 llm.stats.fallback(f"{WHO}: missing fact not stated in the document",
-                                   len(out.data["missing"]) - len(items))
-            if items:
-                found[i] = items
+                                   len(out.data["missing"]) - len(stated))
+            unique: dict[str, dict] = {}
+            for it in stated:  # one item per quote: a fact cited twice is prepended once
+                unique.setdefault(_norm(it["quote"]), it)
+            if unique:
+                found[i] = list(unique.values())
         todo = sorted(found)
         checks = llm.map([self.recheck_request(text[spans[i].start:spans[i].end], found[i]) for i in todo],
                          errors="return")
