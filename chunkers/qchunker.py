@@ -133,7 +133,7 @@ class QChunker(Chunker):
     complete: bool = True
     embed: Literal["completed", "original", "question+original"] = "completed"
     window: int = 0  # tokens per window; 0: from the model's context length
-    context: int = 1024  # tokens of the document around a chunk the reviewer reads
+    context: int = 512  # tokens of the document around a chunk the reviewer reads
     size: int = 256
     max_tokens: int = 1024  # for the segmenter's reply
     tokenizer: str = "minilm"

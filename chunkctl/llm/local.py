@@ -87,7 +87,7 @@ class LocalBackend:
     name = "local"
 
     def __init__(self, model: str | None = None, cache_dir: Path = Path("."), parallel: int = 4,
-                 context: int = 16384, device: str = "auto"):
+                 context: int = 32768, device: str = "auto"):
         self.model = resolve_model(model, cache_dir)
         self.model_id = self.model.model_id
         self.where = str(self.model.gguf or self.model.folder)
@@ -146,7 +146,10 @@ class LocalBackend:
                 p.model.path = str(self.model.gguf)
                 p.n_parallel = max(1, self.parallel)
                 p.n_ctx = self.context
-                p.kv_unified = True  # slots share one KV buffer: a long request may use all of it
+                # Slots share one KV buffer, so a long request may use all of it. 32k tokens (~0.75 GB
+                # for SmolLM2) holds eight parallel requests of 4k: with 16k, QChunker's eight reviews
+                # of ~2.3k tokens each overflowed it and generation stalled for minutes.
+                p.kv_unified = True
                 p.verbosity = 0  # llama.cpp logs every request to stderr otherwise
                 self._server = xllamacpp.Server(p)
             return self._server
