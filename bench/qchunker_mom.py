@@ -99,21 +99,21 @@ def main() -> None:
           f"{input_tokens:,} model tokens); {emb.model_id}, k = 5, by true offsets, ×100; "
           f"LLM {llm.model_id} on this CPU\n")
     head = (f"{'strategy':<34}{'memory':>10}{'chunks':>7}{'tok':>5}{'recall':>8}{'IoU':>6}{'PΩ':>6}{'ChunkScore':>11}"
-            f"{'calls':>7}{'LLM tok/in':>11}{'fallbacks':>10}{'wall s':>8}{'re-run s':>9}")
+            f"{'calls':>7}{'LLM tok/in':>11}{'fallbacks':>10}{'wall s':>8}  re-run s")
     print(head)
     print("-" * len(head))
     for spec, memory, r, wall, rerun in rows:
         row, st = r.rows[0], r.llm
         ratio = f"{st.tokens / input_tokens:.2f}" if st is not None and input_tokens else "-"
-        again = f"{rerun[0]:.0f}" + ("" if rerun[1] is None or not rerun[1].calls else f" ({rerun[1].calls} calls!)") \
-            if rerun else "-"
+        again = f"{rerun[0]:.0f}" + ("" if rerun[1] is None or not rerun[1].calls else
+                                     f" ({rerun[1].calls} calls: failed answers are not cached)") if rerun else "-"
         print(f"{spec:<34}{memory:>10}{row['chunks']:>7}{row['tokens_mean']:>5.0f}{100 * row['recall']:>8.1f}"
               f"{100 * row['iou']:>6.1f}{100 * row['precision_omega']:>6.1f}{row['chunkscore']:>11.3f}"
               f"{st.calls if st else 0:>7}{ratio:>11}{sum(st.fallbacks.values()) if st else 0:>10}{wall:>8.0f}"
-              f"{again:>9}")
+              f"  {again}")
     print("\ncalls, LLM tok/in: model calls and prompt + completion tokens of chunking per input token (0/'-' when the "
           "chunks were already stored); wall s: chunk + embed + retrieve + ChunkScore; re-run s: the same eval into a "
-          "fresh store with the LLM cache (no model call).")
+          "fresh store with the LLM cache (only answers that failed are asked again).")
     for spec, memory, r, _, _ in rows:
         if r.llm is not None and r.llm.fallbacks:
             print(f"fallbacks of {spec}: " + "; ".join(f"{k} x{n}" for k, n in sorted(r.llm.fallbacks.items())))

@@ -138,6 +138,7 @@ class QChunker(Chunker):
     max_tokens: int = 1024  # for the segmenter's reply
     tokenizer: str = "minilm"
     embedder: str = "minilm"  # ChunkScore's semantic dispersion
+    li_mode: Literal["ppl", "nll"] = "ppl"  # ChunkScore's LI: the ratio of PPLs, or of mean NLLs (MoC's code)
 
     def __post_init__(self):
         if self.paths < 1 or self.size < 1 or self.window < 0 or self.context < 0 or self.max_tokens < 64:
@@ -248,7 +249,8 @@ class QChunker(Chunker):
             groups = starts_to_groups([(s - a, None) for s in sorted({a} | {s for s, _ in starts})], b - a)
             spans = capped_spans(idx, bounds[a:b], groups, self.size)
             try:
-                scores.append(chunk_score([text[s.start:s.end] for s in spans], ctx.llm, embedder).score)
+                scores.append(chunk_score([text[s.start:s.end] for s in spans], ctx.llm, embedder,
+                                          li_mode=self.li_mode).score)
             except LLMError:
                 ctx.llm.stats.fallback(f"{WHO}: ChunkScore unavailable")
                 scores.append(float("-inf"))
