@@ -18,11 +18,12 @@ Two ways to search them (``--memory``):
 from __future__ import annotations
 
 import hashlib
-from typing import Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING, Sequence
 
 from chunkctl.store.db import Store
+
+if TYPE_CHECKING:  # numpy is imported where vectors are used: ingest's start-up does not pay for it
+    import numpy as np
 
 LAYERS = ("outline", "core")
 MEMORY_MODES = ("none", "mixed", "per-layer")
@@ -45,6 +46,10 @@ def put_memories(store: Store, chunks) -> int:
 
 def embed_memories(store: Store, embedder, strategy: str | None = None, batch: int = 256) -> int:
     """Give every memory entry without a vector of ``embedder.model_id`` one; returns how many."""
+    import numpy as np
+
+    import pyarrow as pa
+
     from chunkctl.store.vectors import _vec_column, ensure_model
 
     done = 0
@@ -53,8 +58,6 @@ def embed_memories(store: Store, embedder, strategy: str | None = None, batch: i
             "(SELECT 1 FROM memory_embeddings e WHERE e.memory_id = m.memory_id AND e.model_id = ?) "
             "ORDER BY m.memory_id LIMIT ?", [strategy, strategy, embedder.model_id, batch]):
         matrix = np.asarray(embedder.embed([t for _, t in rows]), dtype=np.float32)
-        import pyarrow as pa
-
         with store.transaction():
             ensure_model(store, embedder.model_id, matrix.shape[1])
             store.con.register("_mem", pa.table({"memory_id": [m for m, _ in rows],
@@ -71,6 +74,8 @@ def embed_memories(store: Store, embedder, strategy: str | None = None, batch: i
 def memory_vectors(store: Store, model_id: str, strategy: str | None) -> tuple[list[str], list[str], np.ndarray]:
     """(chunk_id each entry belongs to, its layer, (n, d) unit vectors) of one strategy's memories
     (all strategies' with None)."""
+    import numpy as np
+
     rows = store.query("SELECT m.chunk_id, m.layer, e.vec FROM memories m JOIN memory_embeddings e USING "
                        "(memory_id) WHERE (? IS NULL OR m.strategy_id = ?) AND e.model_id = ? "
                        "ORDER BY m.doc_id, m.seq, m.layer", [strategy, strategy, model_id])
@@ -80,6 +85,8 @@ def memory_vectors(store: Store, model_id: str, strategy: str | None) -> tuple[l
 
 
 def _top(scores: np.ndarray, depth: int) -> np.ndarray:
+    import numpy as np
+
     return np.argsort(-scores, kind="stable")[:depth]
 
 
@@ -87,6 +94,8 @@ def rank_with_memory(qvecs: np.ndarray, chunk_ids: Sequence[str], chunk_docs: Se
                      mem_chunks: Sequence[str], mem_layers: Sequence[str], mem_vecs: np.ndarray, mode: str,
                      depth: int) -> list[list[tuple[str, float]]]:
     """The top ``depth`` (chunk_id, score) per query, by ``mode`` (``mixed`` or ``per-layer``)."""
+    import numpy as np
+
     if mode not in ("mixed", "per-layer"):
         raise ValueError(f"memory mode must be mixed or per-layer, not {mode!r}")
     chunk_scores = qvecs @ chunk_vecs.T
@@ -127,6 +136,8 @@ def rank_with_memory(qvecs: np.ndarray, chunk_ids: Sequence[str], chunk_docs: Se
 def memory_search(store: Store, query_vec, model_id: str, strategy: str | None, k: int,
                   mode: str) -> list[tuple[str, float]]:
     """The top ``k`` (chunk_id, score) for one query over chunks and their memory layers."""
+    import numpy as np
+
     rows = store.query("SELECT c.chunk_id, c.doc_id, e.vec FROM chunks c JOIN embeddings e USING (chunk_id) "
                        "WHERE e.model_id = ? AND (? IS NULL OR c.strategy_id = ?) ORDER BY c.chunk_id",
                        [model_id, strategy, strategy])
