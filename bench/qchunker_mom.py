@@ -106,7 +106,7 @@ def main() -> None:
         row, st = r.rows[0], r.llm
         ratio = f"{st.tokens / input_tokens:.2f}" if st is not None and input_tokens else "-"
         again = f"{rerun[0]:.0f}" + ("" if rerun[1] is None or not rerun[1].calls else
-                                     f" ({rerun[1].calls} calls: failed answers are not cached)") if rerun else "-"
+                                     f" ({rerun[1].calls} calls)") if rerun else "-"
         print(f"{spec:<34}{memory:>10}{row['chunks']:>7}{row['tokens_mean']:>5.0f}{100 * row['recall']:>8.1f}"
               f"{100 * row['iou']:>6.1f}{100 * row['precision_omega']:>6.1f}{row['chunkscore']:>11.3f}"
               f"{st.calls if st else 0:>7}{ratio:>11}{sum(st.fallbacks.values()) if st else 0:>10}{wall:>8.0f}"

@@ -73,7 +73,8 @@ def cache_stats_cmd(ctx: typer.Context, db: Db = "chunkctl.duckdb", json_out: Js
     if json_out:
         print_json(s)
         return
-    out.print(f"{s['path']}: {s['entries']} completion(s), {s['bytes'] / 1e6:.1f} MB", highlight=False)
+    invalid = f" ({s['invalid']} of them replies that stayed invalid)" if s["invalid"] else ""
+    out.print(f"{s['path']}: {s['entries']} completion(s){invalid}, {s['bytes'] / 1e6:.1f} MB", highlight=False)
     for g in s["groups"]:
         out.print(f"  {g['backend']:<7} {g['model']:<40} {g['kind']:<10} {g['entries']:>7}  "
                   f"{g['prompt_tokens']:,} prompt + {g['completion_tokens']:,} completion tokens", highlight=False)

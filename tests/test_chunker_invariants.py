@@ -30,7 +30,7 @@ SPECS = [
     "adaptive", "adaptive:candidates=fixed;size=32+sentence;size=24",
     # one sample each with the real model: outline + segmentation, and one memory sample (the review,
     # ChunkScore and RRF paths run against a scripted server in test_qchunker_mom.py: with SmolLM2
-    # they took minutes per document, and its failed answers, never cached, made re-runs differ)
+    # they took minutes per document)
     "qchunker:paths=1,complete=false,embed=question+original", "mom:paths=1",
     "sentence", "sentence:size=24,overlap=6",
     "structure", "structure:size=24", "structure:size=40,combine=false",

@@ -121,13 +121,21 @@ def test_invalid_reply_gets_one_repair_retry(server):
     assert "not valid" in repair[-1]["content"] and "answer" in repair[-1]["content"]
 
 
-def test_still_invalid_after_repair_is_a_clear_error_and_not_cached(server, tmp_path):
+def test_still_invalid_after_repair_is_a_clear_error_and_cached_as_such(server, tmp_path):
     server.script.extend([("text", "no json here"), ("text", '{"answer": 3}')])
     llm = LLM(backend(server), cache=CompletionCache(tmp_path / "c.sqlite"))
     with pytest.raises(SchemaError, match="answer") as e:
         llm.complete(chat("ok?", schema=YES_NO))
     assert "one repair retry" in str(e.value) and "not JSON" in str(e.value)
-    assert llm.cache.stats()["entries"] == 0
+    assert llm.cache.stats()["entries"] == 1 and llm.cache.stats()["invalid"] == 1
+    # The re-run gets the same verdict from the cache: no call, so the same fallback downstream.
+    again = LLM(backend(server), cache=CompletionCache(tmp_path / "c.sqlite"))
+    with pytest.raises(SchemaError, match=r"one repair retry.*\(cached\)"):
+        again.complete(chat("ok?", schema=YES_NO))
+    assert server.posts() == 2 and again.stats.calls == 0 and again.stats.cache_hits == 1
+    assert again.stats.errors == 1
+    server.script.append(("text", '{"answer": "yes"}'))
+    assert again.complete(chat("ok?", schema=YES_NO, seed=1)).data == {"answer": "yes"}  # another request
 
 
 def test_server_without_response_format_gets_the_schema_in_the_prompt(server):

@@ -3,7 +3,13 @@
 SQLite rather than DuckDB so the cache never contends with the store's single writer, and so any
 number of threads and processes can write it at once (WAL mode; a writer waits up to 60 s for the
 lock). Keys are sha256 of (backend, model id, canonical request); the API key is not part of a
-request, so it is never in a key or a row. Only successful completions are written.
+request, so it is never in a key or a row.
+
+What is written: completions, and replies that stayed invalid for their JSON schema after the repair
+retry — those are the model's answer to that request as much as a valid one is, and asking again
+gets another sample (llama.cpp's batched numerics differ from run to run), so a re-run would neither
+be free nor give the same chunks. Transport failures (timeouts, HTTP errors) are never written.
+``chunkctl llm cache clear`` forgets both.
 """
 from __future__ import annotations
 
@@ -12,7 +18,9 @@ import threading
 import time
 from pathlib import Path
 
-from chunkctl.llm.types import Completion
+import json
+
+from chunkctl.llm.types import Completion, SchemaError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS completions (
@@ -49,9 +57,14 @@ class CompletionCache:
             self._local.con = con
         return con
 
-    def get(self, key: str) -> Completion | None:
+    def get(self, key: str) -> Completion | SchemaError | None:
+        """The stored completion, the stored invalid-reply verdict, or None."""
         row = self._conn().execute("SELECT completion FROM completions WHERE key = ?", (key,)).fetchone()
-        return None if row is None else Completion.from_json(row[0])
+        if row is None:
+            return None
+        if row[0].startswith('{"schema_error":'):
+            return SchemaError(json.loads(row[0])["schema_error"] + " (cached)")
+        return Completion.from_json(row[0])
 
     def put(self, key: str, backend: str, model: str, kind: str, comp: Completion) -> None:
         self._conn().execute(
@@ -59,16 +72,24 @@ class CompletionCache:
             (key, backend, model, kind, comp.prompt_tokens, comp.completion_tokens, time.time(),
              comp.to_json()))
 
+    def put_invalid(self, key: str, backend: str, model: str, kind: str, error: SchemaError) -> None:
+        """Remember that this request's reply stayed invalid (see the module's docstring)."""
+        self._conn().execute(
+            "INSERT OR REPLACE INTO completions VALUES (?, ?, ?, ?, 0, 0, ?, ?)",
+            (key, backend, model, kind, time.time(), json.dumps({"schema_error": str(error)})))
+
     def stats(self) -> dict:
         rows = self._conn().execute(
-            "SELECT backend, model, kind, count(*), sum(prompt_tokens), sum(completion_tokens) "
+            "SELECT backend, model, kind, count(*), sum(prompt_tokens), sum(completion_tokens), "
+            "count(*) FILTER (WHERE completion LIKE '{\"schema_error\":%') "
             "FROM completions GROUP BY 1, 2, 3 ORDER BY 1, 2, 3").fetchall()
         return {
             "path": str(self.path),
             "bytes": sum(p.stat().st_size for p in self.path.parent.glob(self.path.name + "*")),
             "entries": sum(r[3] for r in rows),
+            "invalid": sum(r[6] for r in rows),
             "groups": [{"backend": b, "model": m, "kind": k, "entries": n, "prompt_tokens": pt,
-                        "completion_tokens": ct} for b, m, k, n, pt, ct in rows],
+                        "completion_tokens": ct, "invalid": bad} for b, m, k, n, pt, ct, bad in rows],
         }
 
     def clear(self, model: str | None = None) -> int:

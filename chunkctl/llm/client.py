@@ -156,6 +156,9 @@ class LLM:
             if hit is not None:
                 with self._lock:
                     self.stats.cache_hits += 1
+                    self.stats.errors += isinstance(hit, SchemaError)
+                if isinstance(hit, SchemaError):
+                    raise hit
                 return replace(hit, cached=True)
         try:
             comp = self._generate(req)
@@ -163,9 +166,11 @@ class LLM:
             with self._lock:
                 self.stats.undone += 1
             raise
-        except LLMError:
+        except LLMError as e:
             with self._lock:
                 self.stats.errors += 1
+            if key is not None and isinstance(e, SchemaError):  # the model's answer, though invalid
+                self.cache.put_invalid(key, self.backend.name, self.backend.model_id, req.kind, e)
             raise
         if key is not None:
             self.cache.put(key, self.backend.name, self.backend.model_id, req.kind, comp)
