@@ -87,26 +87,31 @@ class ChunkContext:
 
 
 @dataclass(frozen=True)
-class Chunker:
-    name: ClassVar[str] = ""
+class Configured:
+    """A frozen dataclass of parameters with a name, written as a spec (chunkers, enrichers)."""
 
-    def split(self, doc: Document, ctx: ChunkContext) -> Iterable[Span]:
-        raise NotImplementedError
+    name: ClassVar[str] = ""
 
     def params(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-    @property
-    def strategy_id(self) -> str:
-        """name + hash of the canonical parameters: stable, and different for any change."""
-        canon = json.dumps(self.params(), sort_keys=True, separators=(",", ":"))
-        return f"{self.name}-{hashlib.sha1(canon.encode()).hexdigest()[:8]}"
 
     @property
     def spec(self) -> str:
         defaults = type(self)()
         changed = [f"{k}={v}" for k, v in self.params().items() if getattr(defaults, k) != v]
         return self.name + (":" + ",".join(changed) if changed else "")
+
+
+@dataclass(frozen=True)
+class Chunker(Configured):
+    def split(self, doc: Document, ctx: ChunkContext) -> Iterable[Span]:
+        raise NotImplementedError
+
+    @property
+    def strategy_id(self) -> str:
+        """name + hash of the canonical parameters: stable, and different for any change."""
+        canon = json.dumps(self.params(), sort_keys=True, separators=(",", ":"))
+        return f"{self.name}-{hashlib.sha1(canon.encode()).hexdigest()[:8]}"
 
 
 @dataclass(frozen=True)
@@ -157,10 +162,15 @@ def _coerce(raw: str, typ: Any, key: str) -> Any:
 
 def parse_spec(spec: str) -> Chunker:
     """``name`` or ``name:key=value,key=value`` -> a chunker instance (ValueError if invalid)."""
+    return from_spec(spec, REGISTRY, "chunker")
+
+
+def from_spec(spec: str, registry: dict[str, type], noun: str) -> Any:
+    """The spec syntax for any registry of frozen dataclasses (chunkers, enrichers)."""
     name, _, rest = spec.strip().partition(":")
-    cls = REGISTRY.get(name)
+    cls = registry.get(name)
     if cls is None:
-        raise ValueError(f"unknown chunker {name!r}; known: {', '.join(sorted(REGISTRY))}")
+        raise ValueError(f"unknown {noun} {name!r}; known: {', '.join(sorted(registry))}")
     hints = typing.get_type_hints(cls)
     fields = {f.name for f in dataclasses.fields(cls)}
     kwargs: dict[str, Any] = {}
@@ -174,8 +184,8 @@ def parse_spec(spec: str) -> Chunker:
     return cls(**kwargs)
 
 
-def describe(cls: type[Chunker]) -> tuple[str, str, list[tuple[str, str, Any]]]:
-    """(name, one-line doc, [(param, type, default)]) for ``chunkctl chunkers``."""
+def describe(cls: type) -> tuple[str, str, list[tuple[str, str, Any]]]:
+    """(name, one-line doc, [(param, type, default)]) for ``chunkctl chunkers`` and ``enrichers``."""
     hints = typing.get_type_hints(cls)
     params = []
     for f in dataclasses.fields(cls):

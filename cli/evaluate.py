@@ -6,9 +6,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from chunkctl.cli.options import Chunkers, Db, Device, Model, Quiet
-from chunkctl.cli.render import (OK, QUALITY_GATE, USAGE, chunkers_from, device_from, embedder_from, err, fail,
-                                 llm_settings_from, open_store, out)
+from chunkctl.cli.options import Alpha, Chunkers, Db, Device, EmbedFields, EmbedFormat, Enrich, Fusion, Model, Quiet
+from chunkctl.cli.render import (OK, QUALITY_GATE, USAGE, chunkers_from, device_from, embedder_from, enrichment_from,
+                                 err, fail, llm_settings_from, open_store, out)
 
 
 def eval_cmd(
@@ -56,11 +56,20 @@ def eval_cmd(
         "--memory", help="Retrieve over MoM's memory layers too: none, mixed (one index; an outline or core "
                          "hit brings its document's chunks) or per-layer (each layer apart, fused by RRF). "
                          "Strategies without memories retrieve their chunks as with none.")] = "none",
+    enrich: Enrich = None,
+    embed_format: EmbedFormat = None,
+    embed_fields: EmbedFields = None,
+    fusion: Fusion = "none",
+    alpha: Alpha = 0.5,
     quiet: Quiet = False,
 ) -> None:
     """Measure chunking strategies against a QA set: every question retrieves its top-k chunks from
     one index over the whole corpus; recall, precision, IoU and precision-Ω are character-level, as
     Chroma's benchmark computes them, plus hit@k, MRR, nDCG and answer coverage.
+
+    With --corpus, every strategy's chunks are enriched as --enrich and --embed-format say (none
+    given: plain text, so earlier enrichment does not leak into the comparison); without it, the
+    stored chunks are evaluated as they are unless those options are given.
 
     Exit code 0, 2 on a usage error, 4 when a --fail-under gate fails.
     """
@@ -73,10 +82,13 @@ def eval_cmd(
         fail(f"--mode must be one of {', '.join(MODES)}", USAGE)
     if locate not in LOCATES:
         fail(f"--locate must be one of {', '.join(LOCATES)}", USAGE)
+    from chunkctl.store.fusion import FUSIONS
     from chunkctl.store.memory import MEMORY_MODES
 
     if memory not in MEMORY_MODES or (memory != "none" and mode != "vector"):
         fail(f"--memory must be one of {', '.join(MEMORY_MODES)}, and needs --mode vector", USAGE)
+    if fusion not in FUSIONS or (fusion != "none" and (mode != "vector" or memory != "none")):
+        fail(f"--fusion must be one of {', '.join(FUSIONS)}, and needs --mode vector without --memory", USAGE)
     if qa_format is not None and qa_format not in FORMATS:
         fail(f"--qa-format must be one of {', '.join(FORMATS)}", USAGE)
     if not qa.is_file():
@@ -118,9 +130,10 @@ def eval_cmd(
                 f.write_text(text, encoding="utf-8")
         roots = [str(folder)]
     exclude = [qa.name] if corpus and qa.resolve().parent == corpus.resolve() else []
+    enrichment = enrichment_from(enrich, embed_format, embed_fields, embedder, default_plain=roots is not None)
     opts = EvalOptions(chunkers, ks=[x if x == K_MIN else int(x) for x in ks], mode=mode, locate=locate,
                        embedder=embedder, baseline=base, device=device, intrinsic=intrinsic, llm=llm,
-                       llm_settings=llm_settings, memory=memory)
+                       llm_settings=llm_settings, memory=memory, enrichment=enrichment, fusion=fusion, alpha=alpha)
     with open_store(db, create=roots is not None) as store:
         try:
             report = evaluate(store, qaset, opts, corpus=roots, exclude=exclude)
@@ -159,7 +172,10 @@ def _table(report) -> None:
     from chunkctl.evaluate.report import SHOWN
 
     model = f", {report.model_id}" if report.model_id and report.mode != "bm25" else ""
-    t = Table(title=f"{report.n_questions} questions · {report.mode}{model} · located by {report.locate} · "
+    first = report.rows()[0] if report.rows() else {}
+    how = f" · embedded: {first.get('enrich', 'as stored')}" + (
+        f", fusion {first['fusion']}" if first.get("fusion", "none") != "none" else "")
+    t = Table(title=f"{report.n_questions} questions · {report.mode}{model}{how} · located by {report.locate} · "
                     "mean ± std ×100", title_justify="left")
     t.add_column("strategy")
     t.add_column("k", justify="right")

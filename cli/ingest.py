@@ -9,9 +9,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from chunkctl.cli.options import Chunkers, Db, Device, Json, Model, PdfBackend, Quiet
-from chunkctl.cli.render import (OK, PARTIAL, USAGE, chunkers_from, device_from, embedder_from, err, fail,
-                                llm_settings_from, open_store, out, print_json)
+from chunkctl.cli.options import (Chunkers, Db, Device, EmbedFields, EmbedFormat, Enrich, Json, Model, PdfBackend,
+                                  Quiet)
+from chunkctl.cli.render import (OK, PARTIAL, USAGE, chunkers_from, device_from, embedder_from, enrichment_from, err,
+                                fail, llm_settings_from, open_store, out, print_json)
 
 
 def ingest_cmd(
@@ -19,6 +20,9 @@ def ingest_cmd(
     paths: Annotated[list[Path], typer.Argument(help="Files and folders (walked recursively).")],
     db: Db = "chunkctl.duckdb",
     chunker: Chunkers = None,
+    enrich: Enrich = None,
+    embed_format: EmbedFormat = None,
+    embed_fields: EmbedFields = None,
     include: Annotated[Optional[list[str]], typer.Option(
         "--include", envvar="CHUNKCTL_INCLUDE", metavar="GLOB",
         help="Only files matching this glob (path relative to the folder, or file name). Repeatable.")] = None,
@@ -38,10 +42,12 @@ def ingest_cmd(
     quiet: Quiet = False,
     json_out: Json = False,
 ) -> None:
-    """Parse, chunk, store and embed documents; unchanged files are skipped (sha256 of their bytes),
-    and unchanged chunk texts are never embedded twice.
+    """Parse, chunk, enrich, store and embed documents; unchanged files are skipped (sha256 of their
+    bytes), chunks already enriched the same way are not enriched again, and unchanged embedded texts
+    are never embedded twice.
 
-    Exit code 0 when every input was ingested, 3 when some were rejected (see the `rejects` table).
+    Exit code 0 when every input was ingested, 3 when some were rejected or a chunk's enrichment
+    failed (see the `rejects` table).
     """
     from chunkctl.parse import PDF_BACKENDS
     from chunkctl.pipeline import IngestOptions, ingest
@@ -55,7 +61,8 @@ def ingest_cmd(
     embedder = None if no_embed else embedder_from(model, device)
     options = IngestOptions(chunkers, include=include or (), exclude=exclude or (), force=force, prune=prune,
                             pdf_backend=pdf_backend, stream_threshold=stream_mb << 20, embedder=embedder,
-                            device=device, llm=llm_settings_from(ctx, db, device))
+                            device=device, llm=llm_settings_from(ctx, db, device),
+                            enrichment=enrichment_from(enrich, embed_format, embed_fields, embedder))
     store = open_store(db, create=True)
     command = "ingest " + " ".join(sys.argv[2:]) if len(sys.argv) > 1 else "ingest"
     with store, _progress(quiet or json_out, verbose) as on_file:
@@ -63,7 +70,7 @@ def ingest_cmd(
     if json_out:
         print_json(result.as_dict())
     elif not quiet:
-        _summary(result, db)
+        summary(result, db)
     raise typer.Exit(PARTIAL if result.rejects else OK)
 
 
@@ -100,13 +107,13 @@ class _progress:
             self.progress.stop()
 
 
-def _summary(result, db: str) -> None:
+def summary(result, db: str, command: str = "ingest") -> None:
     from rich.table import Table
 
     if not result.wrote_anything:
         out.print(f"Nothing to do: {result.unchanged} document(s) unchanged in {db}.")
         return
-    t = Table(title=f"ingest → {db}  ({result.seconds:.1f} s)", title_justify="left")
+    t = Table(title=f"{command} → {db}  ({result.seconds:.1f} s)", title_justify="left")
     for col in ("seen", "new", "updated", "unchanged", "pruned", "rejected"):
         t.add_column(col, justify="right")
     t.add_row(*(str(v) for v in (result.seen, result.new, result.updated, result.unchanged, result.pruned,
@@ -114,6 +121,12 @@ def _summary(result, db: str) -> None:
     out.print(t)
     if result.chunks:
         out.print("chunks written: " + ", ".join(f"{sid} {n}" for sid, n in result.chunks.items()), highlight=False)
+    if result.enriched:
+        out.print("stored chunks enriched again: " + ", ".join(f"{sid} {n}" for sid, n in result.enriched.items()),
+                  highlight=False)
+    if result.trimmed:
+        out.print(f"[yellow]note:[/] {result.trimmed} chunk(s) had their metadata block shortened to fit the "
+                  "embedder's window (their text is whole; metadata.embed says what was dropped)", highlight=False)
     if result.embedding is not None and result.embedding.chunks:
         e = result.embedding
         out.print(f"vectors: {e.chunks} chunk(s) given a {e.model_id} vector ({e.embedded} embedded, "

@@ -54,3 +54,25 @@ LlmCache = Annotated[Optional[str], typer.Option(
     help="Completion cache (SQLite). Default: beside the store, <db>.llm-cache.sqlite.")]
 NoLlmCache = Annotated[bool, typer.Option("--no-llm-cache", envvar="CHUNKCTL_NO_LLM_CACHE",
                                           help="Neither read nor write the completion cache.")]
+
+# Enrichment: what is written beside each chunk, and how it enters the embedded text.
+Enrich = Annotated[
+    Optional[list[str]],
+    typer.Option("--enrich", envvar="CHUNKCTL_ENRICH", metavar="SPEC",
+                 help="Enricher spec 'name' or 'name:key=value,...' (repeatable; see `chunkctl enrichers`)."),
+]
+EmbedFormat = Annotated[Optional[str], typer.Option(
+    "--embed-format", envvar="CHUNKCTL_EMBED_FORMAT", metavar="FORMAT",
+    help="What is embedded: plain (the text), prefix (the metadata block, then the text) or suffix (the text, "
+         "then the block). Default with --enrich: prefix. A block that would push the text out of the "
+         "embedder's window is trimmed, never the text.")]
+EmbedFields = Annotated[Optional[str], typer.Option(
+    "--embed-fields", envvar="CHUNKCTL_EMBED_FIELDS", metavar="F,F,...",
+    help="The metadata fields of the block, in order (trimming drops from the end). Default: every field the "
+         "enrichers write: document, section, pages, file, title, context, summary, keywords, entities, questions.")]
+Fusion = Annotated[str, typer.Option(
+    "--fusion", envvar="CHUNKCTL_FUSION",
+    help="none, unified (score against normalise(alpha*text vector + (1-alpha)*metadata vector)) or late "
+         "(alpha*cos(text) + (1-alpha)*cos(metadata)); both need enriched chunks, best with --embed-format plain.")]
+Alpha = Annotated[float, typer.Option("--alpha", envvar="CHUNKCTL_ALPHA", min=0.0, max=1.0,
+                                      help="The text side's weight in --fusion.")]

@@ -49,6 +49,25 @@ def chunkers_from(specs: list[str] | None):
         fail(f"--chunker: {e}", USAGE)
 
 
+def enrichment_from(specs: list[str] | None, embed_format: str | None, embed_fields: str | None, embedder,
+                    default_plain: bool = False):
+    """The Enrichment asked for, or None when nothing was (stored chunks are then left as they
+    are; ``default_plain``: an explicit plain one, as eval wants). Counted against ``embedder``'s
+    window and tokenizer (the packaged MiniLM's when there is none)."""
+    from chunkctl.enrich import Enrichment, parse_enricher
+
+    if not specs and embed_format is None and embed_fields is None and not default_plain:
+        return None
+    try:
+        enrichers = tuple(parse_enricher(s) for s in specs or ())
+        fields = tuple(f.strip() for f in embed_fields.split(",") if f.strip()) if embed_fields else None
+        window = {"max_tokens": embedder.max_tokens, "tokenizer": embedder.tokenizer} if (
+            embedder is not None and hasattr(embedder, "max_tokens") and getattr(embedder, "tokenizer", None)) else {}
+        return Enrichment(enrichers, embed_format or ("prefix" if enrichers else "plain"), fields, **window)
+    except ValueError as e:
+        fail(f"--enrich: {e}", USAGE)
+
+
 def device_from(device: str) -> str:
     """The device to run models on, or a usage error (exit 2) when the one asked for is not there."""
     from chunkctl.embed import resolve_device

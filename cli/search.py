@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from chunkctl.cli.options import Db, Device, Json, Model, Quiet
+from chunkctl.cli.options import Alpha, Db, Device, Fusion, Json, Model, Quiet
 from chunkctl.cli.render import USAGE, embedder_from, err, fail, open_store, out, print_json
 
 Strategy = Annotated[Optional[str], typer.Option("--strategy", "-s",
@@ -52,14 +52,17 @@ def search_cmd(
                                                          "core entries; a memory hit brings its document's chunks) "
                                                          "or per-layer (each layer searched apart, then fused by "
                                                          "RRF).")] = "none",
+    fusion: Fusion = "none",
+    alpha: Alpha = 0.5,
     json_out: Json = False,
 ) -> None:
     """Search stored chunks; shows document, pages, heading path, score and a snippet."""
+    from chunkctl.store.fusion import FUSIONS
     from chunkctl.store.memory import MEMORY_MODES
     from chunkctl.store.vectors import CUTOFFS, INDEXES, MODES, search
 
     for flag, value, allowed in (("--mode", mode, MODES), ("--index", index, INDEXES), ("--cutoff", cutoff, CUTOFFS),
-                                 ("--memory", memory, MEMORY_MODES)):
+                                 ("--memory", memory, MEMORY_MODES), ("--fusion", fusion, FUSIONS)):
         if value not in allowed:
             fail(f"{flag} must be one of {', '.join(allowed)}", USAGE)
     embedder = embedder_from(model, device) if mode != "bm25" else None
@@ -69,7 +72,7 @@ def search_cmd(
             fail(f"no {embedder.model_id} vectors in {db}: run `chunkctl embed --db {db}` first", USAGE)
         try:
             hits = search(store, query, k=k, mode=mode, strategy=strategy, embedder=embedder, index=index,
-                          cutoff=cutoff, memory=memory)
+                          cutoff=cutoff, memory=memory, fusion=fusion, alpha=alpha)
         except ValueError as e:
             fail(str(e), USAGE)
     if json_out:

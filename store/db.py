@@ -16,7 +16,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import duckdb
 
 from chunkctl.store.schema import MIGRATIONS
-from chunkctl.types import Chunk, Reject
+from chunkctl.types import Chunk, Document, Page, Reject
 
 DEFAULT_DB = "chunkctl.duckdb"
 # DuckDB's buffer pool defaults to 80% of RAM; an ingest tool should not grow with its input, so
@@ -76,15 +76,32 @@ class Store:
         self.con.execute("COMMIT")
 
     # -- reads ----------------------------------------------------------------------------
-    def document_state(self, doc_id: str) -> tuple[str | None, set[str]]:
-        """(stored sha256 or None, strategy ids complete for that version)."""
+    def document_state(self, doc_id: str) -> tuple[str | None, dict[str, str | None]]:
+        """(stored sha256 or None, {strategy id complete for that version: its enrichment id})."""
         row = self.con.execute("SELECT sha256 FROM documents WHERE doc_id = ?", [doc_id]).fetchone()
         if row is None:
-            return None, set()
+            return None, {}
         done = self.con.execute(
-            "SELECT strategy_id FROM document_strategies WHERE doc_id = ? AND sha256 = ?", [doc_id, row[0]]
+            "SELECT strategy_id, enrichment FROM document_strategies WHERE doc_id = ? AND sha256 = ?", [doc_id, row[0]]
         ).fetchall()
-        return row[0], {r[0] for r in done}
+        return row[0], dict(done)
+
+    def load_document(self, doc_id: str) -> Document:
+        """A stored document as the enrichers see it: text, path, metadata and pages (no elements:
+        chunks carry their heading paths)."""
+        doc_id, path, sha, mime, text, meta = self.con.execute(
+            "SELECT doc_id, path, sha256, mime, text, metadata FROM documents WHERE doc_id = ?", [doc_id]).fetchone()
+        meta = json.loads(meta) if meta else {}
+        pages = [Page(n, s, e) for n, s, e in meta.get("page_spans", [])]
+        return Document(doc_id, path, sha, mime, text or "", [], pages, meta)
+
+    def load_chunks(self, doc_id: str, strategy_id: str) -> list[Chunk]:
+        rows = self.con.execute(
+            "SELECT chunk_id, doc_id, strategy_id, seq, char_start, char_end, text, n_tokens, page_start, page_end, "
+            "heading_path, metadata, embed_text FROM chunks WHERE doc_id = ? AND strategy_id = ? ORDER BY seq",
+            [doc_id, strategy_id]).fetchall()
+        return [Chunk(*r[:10], tuple(r[10] or ()), json.loads(r[11]) if r[11] else {}, embed_text=r[12])
+                for r in rows]
 
     def documents_under(self, roots: Sequence[str]) -> list[tuple[str, str]]:
         """(doc_id, path) of stored documents inside any of ``roots`` (absolute paths)."""
@@ -123,18 +140,41 @@ class Store:
         for sid in [None] if strategy_ids is None else strategy_ids:
             where = "doc_id = ?" + ("" if sid is None else " AND strategy_id = ?")
             params = [doc_id] if sid is None else [doc_id, sid]
-            gone = f"(SELECT chunk_id FROM chunks WHERE {where})"
-            self.con.execute(
-                "INSERT INTO embedding_cache SELECT e.model_id, e.text_sha256, any_value(e.vec) FROM embeddings e "
-                f"WHERE e.chunk_id IN {gone} AND e.text_sha256 IS NOT NULL AND NOT EXISTS (SELECT 1 FROM "
-                "embedding_cache c WHERE c.model_id = e.model_id AND c.text_sha256 = e.text_sha256) GROUP BY 1, 2",
-                params)
-            self.con.execute(f"DELETE FROM embeddings WHERE chunk_id IN {gone}", params)
+            self._retire_vectors(f"(SELECT chunk_id FROM chunks WHERE {where})", params)
             self.con.execute("DELETE FROM memory_embeddings WHERE memory_id IN "
                              f"(SELECT memory_id FROM memories WHERE {where})", params)
             self.con.execute(f"DELETE FROM memories WHERE {where}", params)
             self.con.execute(f"DELETE FROM chunks WHERE {where}", params)
             self.con.execute(f"DELETE FROM document_strategies WHERE {where}", params)
+
+    def _retire_vectors(self, chunk_ids_sql: str, params: Sequence[Any]) -> None:
+        """Delete the chunks' vectors, keeping the text-keyed ones in embedding_cache."""
+        self.con.execute(
+            "INSERT INTO embedding_cache SELECT e.model_id, e.text_sha256, any_value(e.vec) FROM embeddings e "
+            f"WHERE e.chunk_id IN {chunk_ids_sql} AND e.text_sha256 IS NOT NULL AND NOT EXISTS (SELECT 1 FROM "
+            "embedding_cache c WHERE c.model_id = e.model_id AND c.text_sha256 = e.text_sha256) GROUP BY 1, 2",
+            params)
+        self.con.execute(f"DELETE FROM embeddings WHERE chunk_id IN {chunk_ids_sql}", params)
+
+    def update_enrichment(self, old: Sequence[Chunk], new: Sequence[Chunk]) -> None:
+        """Write re-enriched chunks (same ids, new metadata and embed_text). A chunk whose embedded
+        text changed loses its vectors (the embedding stage gives it new ones; the old text's vector
+        stays in the cache), and its metadata block row is replaced with its vector."""
+        from chunkctl.store.memory import put_memories
+
+        for o, n in zip(old, new):
+            if o.metadata != n.metadata or o.embed_text != n.embed_text:
+                self.con.execute("UPDATE chunks SET metadata = ?, embed_text = ? WHERE chunk_id = ?",
+                                 [json.dumps(n.metadata, sort_keys=True) if n.metadata else None, n.embed_text,
+                                  n.chunk_id])
+        changed = [n.chunk_id for o, n in zip(old, new) if (o.embed_text or o.text) != (n.embed_text or n.text)]
+        if changed:
+            self._retire_vectors("(SELECT unnest(?))", [changed])
+        ids = [n.chunk_id for n in new]
+        self.con.execute("DELETE FROM memory_embeddings WHERE memory_id IN (SELECT memory_id FROM memories WHERE "
+                         "layer = 'metadata' AND chunk_id IN (SELECT unnest(?)))", [ids])
+        self.con.execute("DELETE FROM memories WHERE layer = 'metadata' AND chunk_id IN (SELECT unnest(?))", [ids])
+        put_memories(self, new, layers=("metadata",))
 
     def put_chunks(self, chunks: Sequence[Chunk]) -> None:
         if not chunks:
@@ -162,10 +202,15 @@ class Store:
         finally:
             self.con.unregister("_chunk_batch")
 
-    def mark_done(self, doc_id: str, strategy_id: str, sha256: str, n_chunks: int) -> None:
+    def mark_done(self, doc_id: str, strategy_id: str, sha256: str, n_chunks: int,
+                  enrichment: str | None = None) -> None:
         self.con.execute("DELETE FROM document_strategies WHERE doc_id = ? AND strategy_id = ?", [doc_id, strategy_id])
-        self.con.execute("INSERT INTO document_strategies VALUES (?, ?, ?, ?, ?)",
-                         [doc_id, strategy_id, sha256, n_chunks, _now()])
+        self.con.execute("INSERT INTO document_strategies VALUES (?, ?, ?, ?, ?, ?)",
+                         [doc_id, strategy_id, sha256, n_chunks, _now(), enrichment])
+
+    def mark_enriched(self, doc_id: str, strategy_id: str, enrichment: str | None) -> None:
+        self.con.execute("UPDATE document_strategies SET enrichment = ? WHERE doc_id = ? AND strategy_id = ?",
+                         [enrichment, doc_id, strategy_id])
 
     def delete_document(self, doc_id: str) -> None:
         self.drop_document_chunks(doc_id)

@@ -25,7 +25,8 @@ from chunkctl.store.db import Store
 if TYPE_CHECKING:  # numpy is imported where vectors are used: ingest's start-up does not pay for it
     import numpy as np
 
-LAYERS = ("outline", "core")
+LAYERS = ("outline", "core")  # MoM's, which --memory searches
+ALL_LAYERS = (*LAYERS, "metadata")  # and the enrichment's metadata block (unified and late fusion)
 MEMORY_MODES = ("none", "mixed", "per-layer")
 RRF_K = 60
 
@@ -34,11 +35,17 @@ def memory_id(chunk_id: str, layer: str) -> str:
     return hashlib.blake2b(f"{chunk_id}\0{layer}".encode(), digest_size=8).hexdigest()
 
 
-def put_memories(store: Store, chunks) -> int:
-    """Memory rows of the chunks that carry them (MoM's), inside the caller's transaction."""
-    rows = [(memory_id(c.chunk_id, layer), c.doc_id, c.strategy_id, c.chunk_id, layer, c.seq, c.metadata[layer])
-            for c in chunks for layer in LAYERS
-            if isinstance(c.metadata.get(layer), str) and c.metadata[layer].strip()]
+def layer_text(chunk, layer: str) -> str | None:
+    """A chunk's entry in a layer: MoM's outline and core, or its enrichment's metadata block."""
+    value = (chunk.metadata.get("embed") or {}).get("block") if layer == "metadata" else chunk.metadata.get(layer)
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def put_memories(store: Store, chunks, layers: Sequence[str] = ALL_LAYERS) -> int:
+    """Memory rows of the chunks that carry them (MoM's layers, an enrichment's metadata block),
+    inside the caller's transaction."""
+    rows = [(memory_id(c.chunk_id, layer), c.doc_id, c.strategy_id, c.chunk_id, layer, c.seq, text)
+            for c in chunks for layer in layers if (text := layer_text(c, layer)) is not None]
     if rows:
         store.con.executemany("INSERT INTO memories VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
     return len(rows)
@@ -71,14 +78,15 @@ def embed_memories(store: Store, embedder, strategy: str | None = None, batch: i
     return done
 
 
-def memory_vectors(store: Store, model_id: str, strategy: str | None) -> tuple[list[str], list[str], np.ndarray]:
+def memory_vectors(store: Store, model_id: str, strategy: str | None, layers: Sequence[str] = LAYERS
+                   ) -> tuple[list[str], list[str], np.ndarray]:
     """(chunk_id each entry belongs to, its layer, (n, d) unit vectors) of one strategy's memories
-    (all strategies' with None)."""
+    (all strategies' with None) in ``layers``."""
     import numpy as np
 
     rows = store.query("SELECT m.chunk_id, m.layer, e.vec FROM memories m JOIN memory_embeddings e USING "
-                       "(memory_id) WHERE (? IS NULL OR m.strategy_id = ?) AND e.model_id = ? "
-                       "ORDER BY m.doc_id, m.seq, m.layer", [strategy, strategy, model_id])
+                       "(memory_id) WHERE (? IS NULL OR m.strategy_id = ?) AND e.model_id = ? AND m.layer IN "
+                       "(SELECT unnest(?)) ORDER BY m.doc_id, m.seq, m.layer", [strategy, strategy, model_id, list(layers)])
     if not rows:
         return [], [], np.zeros((0, 0), dtype=np.float32)
     return [r[0] for r in rows], [r[1] for r in rows], np.asarray([r[2] for r in rows], dtype=np.float32)

@@ -115,4 +115,11 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         CREATE INDEX memories_doc ON memories (doc_id, strategy_id);
     """),
+    ("005_enrichment", """
+        -- The enrichment a document's chunks of one strategy carry (chunkctl.enrich: an id of the
+        -- enrichers, their model and the embed format); NULL: none asked, or not complete (a chunk's
+        -- enricher failed, so the next run tries it again). Enricher output lives in chunks.metadata,
+        -- the metadata block as a memories row of layer 'metadata' (embedded for unified and late fusion).
+        ALTER TABLE document_strategies ADD COLUMN enrichment VARCHAR;
+    """),
 ]

@@ -357,10 +357,14 @@ def rrf(rankings: Sequence[Sequence[tuple[str, float]]], k: int) -> list[tuple[s
 
 
 def search(store: Store, query: str, k: int = 10, mode: str = "vector", strategy: str | None = None,
-           embedder=None, index: str = "exact", cutoff: str = "k", memory: str = "none") -> list[Hit]:
+           embedder=None, index: str = "exact", cutoff: str = "k", memory: str = "none", fusion: str = "none",
+           alpha: float = 0.5) -> list[Hit]:
     """The top ``k`` chunks for ``query``; with ``cutoff="sage"`` the top k are a candidate pool
     and SAGE's relevance-drop rule decides how many of them to return. ``memory`` (mixed or
-    per-layer) also searches MoM's outline and core layers (``store/memory.py``)."""
+    per-layer) also searches MoM's outline and core layers (``store/memory.py``); ``fusion``
+    (unified or late) weighs each chunk's text vector by ``alpha`` against its metadata block's
+    (``store/fusion.py``)."""
+    from chunkctl.store.fusion import FUSIONS, fused_search
     from chunkctl.store.memory import MEMORY_MODES, memory_search
 
     if mode not in MODES:
@@ -369,6 +373,10 @@ def search(store: Store, query: str, k: int = 10, mode: str = "vector", strategy
         raise ValueError(f"memory must be one of {', '.join(MEMORY_MODES)}")
     if memory != "none" and (mode != "vector" or index != "exact"):
         raise ValueError("--memory searches exact vectors: use it with --mode vector --index exact")
+    if fusion not in FUSIONS or not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}, alpha between 0 and 1")
+    if fusion != "none" and (mode != "vector" or index != "exact" or memory != "none"):
+        raise ValueError("--fusion scores exact vectors: use it with --mode vector --index exact, without --memory")
     if index not in INDEXES or cutoff not in CUTOFFS:
         raise ValueError(f"index must be one of {', '.join(INDEXES)}; cutoff one of {', '.join(CUTOFFS)}")
     if strategy is not None:  # accept a strategy name when it is unambiguous
@@ -378,7 +386,14 @@ def search(store: Store, query: str, k: int = 10, mode: str = "vector", strategy
             raise ValueError(f"--strategy {strategy!r} matches {len(ids)} stored strategies")
         strategy = ids[0]
     vector = bm25 = []
-    if memory != "none":
+    if fusion != "none":
+        if embedder is None:
+            raise ValueError("fused search needs an embedder")
+        from chunkctl.store.memory import embed_memories
+
+        embed_memories(store, embedder, strategy)  # metadata blocks stored without a vector
+        vector = fused_search(store, embedder.embed([query])[0], embedder.model_id, strategy, k, fusion, alpha)
+    elif memory != "none":
         if embedder is None:
             raise ValueError("memory search needs an embedder")
         from chunkctl.store.memory import embed_memories

@@ -51,6 +51,16 @@ def run_chunkctl(*args: str, cwd: Path | None = None, env: dict | None = None, t
 
 
 @pytest.fixture
+def server():
+    """A scriptable OpenAI-compatible server on 127.0.0.1 (tests/llm_server.py)."""
+    from llm_server import FaultServer
+
+    s = FaultServer()
+    yield s
+    s.close()
+
+
+@pytest.fixture
 def sample_copy(tmp_path) -> Path:
     """A writable copy of sample_docs without the QA file."""
     dst = tmp_path / "docs"

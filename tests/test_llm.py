@@ -21,13 +21,6 @@ from llm_server import FaultServer
 YES_NO = {"type": "object", "properties": {"answer": {"enum": ["yes", "no"]}}, "required": ["answer"]}
 
 
-@pytest.fixture
-def server():
-    s = FaultServer()
-    yield s
-    s.close()
-
-
 def backend(server, **kw) -> OpenAIBackend:
     kw = {"retries": 3, "backoff": 0.01, "timeout": 2.0, **kw}
     return OpenAIBackend(server.url, "fault-model", **kw)

@@ -157,13 +157,6 @@ def test_mixed_memory_hit_brings_its_documents_chunks_and_per_layer_fuses():
 
 
 # -- hostile output from a real server -----------------------------------------------------
-@pytest.fixture
-def server():
-    s = FaultServer()
-    yield s
-    s.close()
-
-
 def _user(body) -> str:
     return next((m["content"] for m in body.get("messages", []) if m["role"] == "user"), "")
 

@@ -37,6 +37,9 @@ class EvalOptions:
     llm: Any = None  # a chunkctl.llm.LLM: with it, ChunkScore per document (QChunker) is reported
     llm_settings: Any = None  # chunkctl.llm.LLMSettings for LLM chunkers; None: the defaults
     memory: str = "none"  # none | mixed | per-layer: MoM's memory layers in retrieval (store/memory.py)
+    enrichment: Any = None  # chunkctl.enrich.Enrichment applied to every strategy's chunks; None: as stored
+    fusion: str = "none"  # none | unified | late: text and metadata vectors fused (store/fusion.py)
+    alpha: float = 0.5  # the text side's weight in fusion
 
 
 @dataclass
@@ -156,7 +159,16 @@ def _ranked(store, opts: EvalOptions, qvecs, questions: list[str], strategy_id: 
             raise ValueError("--memory works with --mode vector")
         return [[pos[cid] for cid, _ in r] for r in _memory_ranked(store, opts, qvecs, strategy_id, chunk_ids, depth)]
     if opts.mode in ("vector", "hybrid"):
-        scores = qvecs @ _vectors(store, opts.embedder, strategy_id, chunk_ids).T
+        vecs = _vectors(store, opts.embedder, strategy_id, chunk_ids)
+        if opts.fusion != "none":
+            from chunkctl.store.fusion import fusion_scores, metadata_matrix
+            from chunkctl.store.memory import embed_memories
+
+            embed_memories(store, opts.embedder, strategy_id)  # metadata blocks still without a vector
+            meta = metadata_matrix(store, opts.embedder.model_id, strategy_id, chunk_ids, vecs.shape[1])
+            scores = fusion_scores(qvecs, vecs, meta, opts.fusion, opts.alpha)
+        else:
+            scores = qvecs @ vecs.T
         top = np.argsort(-scores, axis=1, kind="stable")[:, :fetch]
         dense = [[(chunk_ids[j], float(scores[i, j])) for j in row] for i, row in enumerate(top)]
     if opts.mode in ("bm25", "hybrid"):
@@ -227,6 +239,8 @@ def evaluate(store, qa: QASet, opts: EvalOptions, corpus: Sequence[str] | None =
 
     if opts.mode in ("vector", "hybrid") and opts.embedder is None:
         raise ValueError(f"--mode {opts.mode} needs an embedding model")
+    if opts.fusion != "none" and (opts.mode != "vector" or opts.memory != "none"):
+        raise ValueError("--fusion works with --mode vector and without --memory")
     chunkers = list(opts.chunkers)
     seconds: dict[str, dict[str, float]] = {}
     rejected: list[str] = []
@@ -234,7 +248,8 @@ def evaluate(store, qa: QASet, opts: EvalOptions, corpus: Sequence[str] | None =
     if corpus:
         for ch in chunkers:  # one ingest per strategy, so each one's chunking and embedding are timed
             res = ingest(store, list(corpus), IngestOptions([ch], exclude=exclude, embedder=opts.embedder,
-                                                            device=opts.device, llm=opts.llm_settings), command="eval")
+                                                            device=opts.device, llm=opts.llm_settings,
+                                                            enrichment=opts.enrichment), command="eval")
             rejected += [f"{r.path}: rejected at {r.stage}: {r.reason}" for r in res.rejects
                          if f"{r.path}: rejected at {r.stage}: {r.reason}" not in rejected]
             embed_s = res.embedding.seconds if res.embedding is not None else 0.0
@@ -243,6 +258,16 @@ def evaluate(store, qa: QASet, opts: EvalOptions, corpus: Sequence[str] | None =
                                        "chunk_store_s": max(0.0, res.seconds - embed_s)}
             if res.llm is not None:
                 llm_stats[ch.strategy_id] = res.llm
+    elif opts.enrichment is not None:  # the stored chunks, enriched as asked
+        from chunkctl.pipeline import enrich_store
+
+        for ch in chunkers:
+            if store.query("SELECT 1 FROM chunks WHERE strategy_id = ? LIMIT 1", [ch.strategy_id]):
+                res = enrich_store(store, opts.enrichment, [ch.strategy_id], opts.embedder, opts.llm_settings,
+                                   command="eval")
+                rejected += [f"{r.path}: rejected at {r.stage}: {r.reason}" for r in res.rejects]
+                if res.llm is not None:
+                    llm_stats[ch.strategy_id] = res.llm
     docs = corpus_documents(store, corpus)
     placed, problems = place_questions(qa, docs, corpus or [])
     problems = rejected + problems
@@ -284,6 +309,8 @@ def evaluate(store, qa: QASet, opts: EvalOptions, corpus: Sequence[str] | None =
         for k in opts.ks:
             row = {"strategy": ch.spec, "strategy_id": sid, "k": str(k), "questions": len(placed),
                    "mode": opts.mode, "memory": opts.memory, "locate": opts.locate,
+                   "enrich": opts.enrichment.label if opts.enrichment is not None else "as stored",
+                   "fusion": opts.fusion if opts.fusion == "none" else f"{opts.fusion}:alpha={opts.alpha:g}",
                    "model": getattr(opts.embedder, "model_id", None)}
             for name, vals in per_q[str(k)].items():
                 row[name], row[name + "_std"] = M.mean_std(vals)

@@ -84,6 +84,9 @@ def load_document(path: str | PurePath, data: bytes, kind: str | None = None, pd
         raise RejectError("parse", f"{kind} parser failed: {type(err).__name__}: {err}") from None
     meta = dict(parsed.metadata)
     meta["parser"] = meta.get("parser", kind)
+    heading = next((e for e in parsed.elements if e.kind == "heading"), None)
+    if heading is not None:  # the title enrichment falls back to it, also for a stored document
+        meta["first_heading"] = parsed.text[heading.start:heading.end].strip()
     if parsed.pages:
         meta["page_spans"] = [[p.number, p.start, p.end] for p in parsed.pages]
     return Document(doc_id_for(path), str(path), sha256 or hashlib.sha256(data).hexdigest(), MIME[kind],

@@ -1,0 +1,29 @@
+"""``structure``: where a chunk sits, from the parse alone (no model)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import PurePath
+
+from chunkctl.enrich.base import Enricher, document_title, register
+
+
+@register
+@dataclass(frozen=True)
+class Structure(Enricher):
+    """The document's title, the chunk's heading path, its page range and the file name, as
+    metadata fields (document, section, pages, file). No LLM."""
+
+    name = "structure"
+    fields = ("document", "section", "pages", "file")
+
+    def enrich(self, doc, chunks, ctx) -> list[dict]:
+        title, file = document_title(doc), PurePath(doc.path).name
+        out = []
+        for c in chunks:
+            pages = None
+            if c.page_start is not None:
+                pages = str(c.page_start) if c.page_end in (None, c.page_start) else f"{c.page_start}-{c.page_end}"
+            # a heading path that only repeats the title says nothing more
+            path = list(c.heading_path[1:] if c.heading_path and c.heading_path[0] == title else c.heading_path)
+            out.append({"document": title, "section": " > ".join(path) or None, "pages": pages, "file": file})
+        return out

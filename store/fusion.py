@@ -1,0 +1,71 @@
+"""RAGMate's dual-encoder retrieval over a chunk's text vector and its metadata-block vector.
+
+- ``unified``: one vector per chunk, normalise(α·e(text) + (1−α)·e(metadata)), scored by cosine;
+- ``late``: α·cos(q, e(text)) + (1−α)·cos(q, e(metadata)), two similarities fused at search time.
+
+Both read the same two stored sets: the chunks' vectors (``embeddings``) and the metadata blocks'
+(``memories`` rows of layer ``metadata``, ``memory_embeddings``), so α can change without
+re-embedding anything; the unified vector is formed at search time, which gives exactly the
+scores a stored unified index would. A chunk without a metadata block has a zero metadata vector
+(RAGMate's "missing side"): under ``late`` that side contributes 0, as its default distance of 1.0
+does in the authors' code. The text vector should be of the text alone (``--embed-format plain``),
+as in the paper; with a prefix it already holds metadata once.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Sequence
+
+from chunkctl.store.db import Store
+
+if TYPE_CHECKING:
+    import numpy as np
+
+FUSIONS = ("none", "unified", "late")
+
+
+def fusion_scores(qvecs: np.ndarray, text_vecs: np.ndarray, meta_vecs: np.ndarray, fusion: str,
+                  alpha: float) -> np.ndarray:
+    """(queries × chunks) scores; rows of ``meta_vecs`` may be zero (no metadata)."""
+    import numpy as np
+
+    if fusion == "unified":
+        u = alpha * text_vecs + (1.0 - alpha) * meta_vecs
+        norms = np.linalg.norm(u, axis=1, keepdims=True)
+        return qvecs @ (u / np.where(norms > 0, norms, 1.0)).T
+    if fusion == "late":
+        return alpha * (qvecs @ text_vecs.T) + (1.0 - alpha) * (qvecs @ meta_vecs.T)
+    raise ValueError(f"fusion must be unified or late, not {fusion!r}")
+
+
+def metadata_matrix(store: Store, model_id: str, strategy: str | None, chunk_ids: Sequence[str], dim: int
+                    ) -> np.ndarray:
+    """The metadata-block vector of each chunk, in ``chunk_ids`` order (zeros where none)."""
+    import numpy as np
+
+    from chunkctl.store.memory import memory_vectors
+
+    owners, _, vecs = memory_vectors(store, model_id, strategy, layers=("metadata",))
+    out = np.zeros((len(chunk_ids), dim), dtype=np.float32)
+    pos = {cid: i for i, cid in enumerate(chunk_ids)}
+    for j, cid in enumerate(owners):
+        if cid in pos:
+            out[pos[cid]] = vecs[j]
+    return out
+
+
+def fused_search(store: Store, query_vec, model_id: str, strategy: str | None, k: int, fusion: str,
+                 alpha: float) -> list[tuple[str, float]]:
+    """The top ``k`` (chunk_id, score) of one query under ``fusion``."""
+    import numpy as np
+
+    rows = store.query("SELECT c.chunk_id, e.vec FROM chunks c JOIN embeddings e USING (chunk_id) "
+                       "WHERE e.model_id = ? AND (? IS NULL OR c.strategy_id = ?) ORDER BY c.chunk_id",
+                       [model_id, strategy, strategy])
+    if not rows:
+        return []
+    ids = [r[0] for r in rows]
+    text_vecs = np.asarray([r[1] for r in rows], dtype=np.float32)
+    meta = metadata_matrix(store, model_id, strategy, ids, text_vecs.shape[1])
+    scores = fusion_scores(np.asarray(query_vec, dtype=np.float32)[None, :], text_vecs, meta, fusion, alpha)[0]
+    top = np.argsort(-scores, kind="stable")[:k]
+    return [(ids[i], float(scores[i])) for i in top]
