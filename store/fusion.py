@@ -45,6 +45,9 @@ def metadata_matrix(store: Store, model_id: str, strategy: str | None, chunk_ids
     from chunkctl.store.memory import memory_vectors
 
     owners, _, vecs = memory_vectors(store, model_id, strategy, layers=("metadata",))
+    if not owners:  # fusion would silently be plain retrieval
+        raise ValueError("--fusion needs enriched chunks: no metadata block is stored for "
+                         + (f"strategy {strategy}" if strategy else "these chunks") + " (run chunkctl enrich)")
     out = np.zeros((len(chunk_ids), dim), dtype=np.float32)
     pos = {cid: i for i, cid in enumerate(chunk_ids)}
     for j, cid in enumerate(owners):

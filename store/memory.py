@@ -1,4 +1,5 @@
-"""MoM's three-layer document memory in the store, and retrieval over it.
+"""MoM's three-layer document memory in the store, and retrieval over it. The same table holds
+an enriched chunk's metadata block (layer ``metadata``), which fusion reads (``store/fusion.py``).
 
 A MoM chunk carries its outline entry and its core content in ``metadata`` (``outline``, ``core``);
 ``put_memories`` writes them as rows of ``memories`` (one per entry, linked to the document and to

@@ -134,6 +134,9 @@ def test_structure_prefix_in_the_store_switching_and_back(cli, sample_copy, tmp_
     hits = json.loads(out)
     assert len(hits) == 3 and hits[0]["score"] >= hits[1]["score"]
     assert cli("search", "x", "--db", db, "--fusion", "late", "--mode", "bm25")[0] == 2
+    cli("enrich", "--db", db, "--embed-format", "plain")  # no metadata block left: fusion says so
+    code, out, err = cli("search", "x", "--db", db, "--fusion", "unified")
+    assert code == 2 and "needs enriched chunks" in err
     assert cli("enrich", "--db", db)[0] == 2  # nothing asked
 
 
