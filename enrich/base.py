@@ -144,12 +144,29 @@ def enrich_chunks(doc: Document, chunks: Sequence[Chunk], enrichment: Enrichment
     return EnrichResult(out, problems, trimmed)
 
 
+def squash(s: str) -> str:
+    return " ".join(str(s).split())
+
+
+def cut_words(s: str, n: int) -> str:
+    """At most ``n`` words, "…" marking a cut."""
+    words = s.split()
+    return s if len(words) <= n else " ".join(words[:n]) + " …"
+
+
 def _done(entry, key: dict) -> bool:
     return isinstance(entry, dict) and all(entry.get(k) == v for k, v in key.items())
 
 
+TITLE_WORDS = 16  # a longer "heading" is a paragraph the parser took for one (seen in Chroma's pubmed corpus)
+
+
 def document_title(doc: Document) -> str:
-    """The file's own title (DOCX properties, HTML <title>), else its first heading, else its name."""
+    """The file's own title (DOCX properties, HTML <title>), else its first heading when it is
+    short enough to be one, else its file name."""
     from pathlib import PurePath
 
-    return str(doc.metadata.get("title") or doc.metadata.get("first_heading") or PurePath(doc.path).stem)
+    for title in (doc.metadata.get("title"), doc.metadata.get("first_heading")):
+        if title and len(str(title).split()) <= TITLE_WORDS:
+            return squash(title)
+    return PurePath(doc.path).stem

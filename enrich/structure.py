@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import PurePath
 
-from chunkctl.enrich.base import Enricher, document_title, register
+from chunkctl.enrich.base import TITLE_WORDS, Enricher, cut_words, document_title, register, squash
 
 
 @register
@@ -23,7 +23,9 @@ class Structure(Enricher):
             pages = None
             if c.page_start is not None:
                 pages = str(c.page_start) if c.page_end in (None, c.page_start) else f"{c.page_start}-{c.page_end}"
-            # a heading path that only repeats the title says nothing more
-            path = list(c.heading_path[1:] if c.heading_path and c.heading_path[0] == title else c.heading_path)
-            out.append({"document": title, "section": " > ".join(path) or None, "pages": pages, "file": file})
+            # a heading path that only repeats the title says nothing more; a paragraph taken for a
+            # heading is cut to a heading's length
+            path = c.heading_path[1:] if c.heading_path and c.heading_path[0] == title else c.heading_path
+            section = " > ".join(cut_words(squash(h), TITLE_WORDS) for h in path)
+            out.append({"document": title, "section": section or None, "pages": pages, "file": file})
         return out

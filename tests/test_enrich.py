@@ -140,6 +140,22 @@ def test_structure_prefix_in_the_store_switching_and_back(cli, sample_copy, tmp_
     assert cli("enrich", "--db", db)[0] == 2  # nothing asked
 
 
+def test_a_paragraph_taken_for_a_heading_is_not_a_title():
+    from chunkctl.chunkers import ChunkContext, chunk_document, parse_spec
+    from chunkctl.parse import load_document
+
+    long = " ".join(f"word{i}" for i in range(40))
+    md = f"{long}\n===\n\nBody text of the first part.\n\n## Short one\n\nMore text.\n".encode()
+    doc = load_document("paper.md", md)
+    assert doc.metadata["first_heading"].startswith("word0")
+    chunks = chunk_document(doc, parse_spec("structure:size=32"), ChunkContext())
+    res = enrich_chunks(doc, chunks, Enrichment((parse_enricher("structure"),)), ChunkContext())
+    s = res.chunks[-1].metadata["structure"]
+    assert s["document"] == "paper"  # the file name, not 40 words
+    assert s["section"].startswith("word0 word1") and s["section"].endswith("… > Short one")
+    assert len(s["section"].split()) <= 16 + 4 and not res.trimmed
+
+
 def test_enrichers_are_listed(cli):
     code, out, _ = cli("enrichers", "--json")
     listed = {e["name"]: e for e in json.loads(out)}
