@@ -46,6 +46,7 @@ def main() -> None:
     ap.add_argument("--llm", nargs="*", default=[], help="LLM enricher specs for the LLM prefix (e.g. keywords).")
     ap.add_argument("--llm-base-url", help="An OpenAI-compatible server instead of the embedded model.")
     ap.add_argument("--llm-model")
+    ap.add_argument("--chunkers", nargs="*", default=CHUNKERS)
     args = ap.parse_args()
 
     from chunkctl.chunkers import parse_spec
@@ -68,7 +69,7 @@ def main() -> None:
     emb = get_embedder("minilm", "auto")
     window = {"max_tokens": emb.max_tokens, "tokenizer": emb.tokenizer}
     table, n_questions, model = [], 0, None
-    for spec in CHUNKERS:
+    for spec in args.chunkers:
         ch = parse_spec(spec)
         db = OUT / f"{'-'.join(names)}-{ch.strategy_id}.duckdb"
         base = None

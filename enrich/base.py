@@ -5,8 +5,9 @@ An enricher is a frozen dataclass of its parameters (the chunkers' spec syntax:
 ``keywords:max_items=5``). Given a document and some of its chunks, it returns per chunk either
 the values of its fields or the reason it could not (a reject row; the chunk keeps the rest of
 its metadata). What it writes goes to ``chunks.metadata[<enricher name>]`` with the enricher's
-spec and, for LLM enrichers, the model id: a chunk that already carries the same spec from the
-same model is not enriched again, so a re-run over unchanged chunks makes no call at all.
+spec (and version, once an enricher's rules changed) and, for LLM enrichers, the model id: a chunk
+that already carries the same entry key is not enriched again, so a re-run over unchanged chunks
+makes no call at all.
 
 The chunk's ``text`` never changes. The stage then builds the embedded text (``template.py``).
 """
@@ -31,6 +32,9 @@ FIELD_ORDER = ("document", "section", "pages", "file", "title", "context", "summ
 class Enricher(Configured):
     fields: ClassVar[tuple[str, ...]] = ()
     uses_llm: ClassVar[bool] = False
+    # Part of what a stored entry is checked against: raise it when the enricher's rules change,
+    # so entries written by the old rules are redone (the spec alone would keep them).
+    version: ClassVar[int] = 1
 
     def enrich(self, doc: Document, chunks: Sequence[Chunk], ctx) -> list[dict | str]:
         """Per chunk, ``{field: value}`` or a string saying why there is none."""
@@ -89,7 +93,8 @@ class Enrichment:
 
     def identity(self, model_id: str | None) -> str:
         """What a stored chunk set's enrichment is recorded as: a change re-enriches it."""
-        canon = json.dumps({"enrichers": [e.spec for e in self.enrichers], "format": self.format,
+        canon = json.dumps({"enrichers": [e.spec if e.version == 1 else f"{e.spec}@{e.version}" for e in self.enrichers],
+                            "format": self.format,
                             "fields": list(self.block_fields), "max_tokens": self.max_tokens,
                             "tokenizer": self.tokenizer, "model": model_id if self.uses_llm else None},
                            sort_keys=True)
@@ -116,7 +121,8 @@ def enrich_chunks(doc: Document, chunks: Sequence[Chunk], enrichment: Enrichment
     meta = [dict(c.metadata) for c in chunks]
     problems: list[str] = []
     for e in enrichment.enrichers:
-        key = {"spec": e.spec, **({"model": ctx.llm.model_id} if e.uses_llm else {})}
+        key = {"spec": e.spec, **({"version": e.version} if e.version > 1 else {}),
+               **({"model": ctx.llm.model_id} if e.uses_llm else {})}
         todo = [i for i, m in enumerate(meta) if not _done(m.get(e.name), key)]
         if not todo:
             continue

@@ -154,6 +154,13 @@ def test_a_paragraph_taken_for_a_heading_is_not_a_title():
     assert s["document"] == "paper"  # the file name, not 40 words
     assert s["section"].startswith("word0 word1") and s["section"].endswith("… > Short one")
     assert len(s["section"].split()) <= 16 + 4 and not res.trimmed
+    # an entry written by the rules before (version 1: no version key) is redone, not kept
+    import dataclasses
+
+    stale = [dataclasses.replace(c, metadata={"structure": {"spec": "structure", "document": long}}) for c in chunks]
+    again = enrich_chunks(doc, stale, Enrichment((parse_enricher("structure"),)), ChunkContext())
+    assert all(c.metadata["structure"]["document"] == "paper" and c.metadata["structure"]["version"] == 2
+               for c in again.chunks)
 
 
 def test_enrichers_are_listed(cli):
