@@ -60,7 +60,7 @@ def eval_cmd(
     embed_format: EmbedFormat = None,
     embed_fields: EmbedFields = None,
     fusion: Fusion = "none",
-    alpha: Alpha = 0.5,
+    alpha: Alpha = 0.7,
     quiet: Quiet = False,
 ) -> None:
     """Measure chunking strategies against a QA set: every question retrieves its top-k chunks from

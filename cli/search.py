@@ -53,7 +53,7 @@ def search_cmd(
                                                          "or per-layer (each layer searched apart, then fused by "
                                                          "RRF).")] = "none",
     fusion: Fusion = "none",
-    alpha: Alpha = 0.5,
+    alpha: Alpha = 0.7,
     json_out: Json = False,
 ) -> None:
     """Search stored chunks; shows document, pages, heading path, score and a snippet."""

@@ -358,7 +358,7 @@ def rrf(rankings: Sequence[Sequence[tuple[str, float]]], k: int) -> list[tuple[s
 
 def search(store: Store, query: str, k: int = 10, mode: str = "vector", strategy: str | None = None,
            embedder=None, index: str = "exact", cutoff: str = "k", memory: str = "none", fusion: str = "none",
-           alpha: float = 0.5) -> list[Hit]:
+           alpha: float = 0.7) -> list[Hit]:
     """The top ``k`` chunks for ``query``; with ``cutoff="sage"`` the top k are a candidate pool
     and SAGE's relevance-drop rule decides how many of them to return. ``memory`` (mixed or
     per-layer) also searches MoM's outline and core layers (``store/memory.py``); ``fusion``
