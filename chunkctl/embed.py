@@ -29,6 +29,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 # [CLS]/[SEP]; chunkctl adds the two special tokens on top, so a default 256-token chunk is embedded
 # whole (BERT's positions go to 512). Longer texts are truncated and the embed stage counts them.
 MINILM_MAX_TOKENS = 256
+MINILM_ST_ID = "all-MiniLM-L6-v2"
 MINILM_MAX_POSITIONS = 512  # the model's position table: the longest window late chunking may use
 
 
@@ -200,12 +201,26 @@ def get_embedder(name: str = "minilm", device: str = "auto") -> Embedder:
     return _load(name, dev)
 
 
+def embedder_identity(name: str, device: str) -> tuple[str, str | None]:
+    """(model id, tokenizer name when it takes token ids) of ``get_embedder(name, device)``, without
+    loading the model: the Ray engine's CPU tasks need them, and only its actors load the model."""
+    if name == "minilm":
+        name = "minilm-onnx" if device == "cpu" else "minilm-st"
+    if name == "minilm-onnx":
+        return OnnxMiniLM.model_id, OnnxMiniLM.tokenizer
+    if name == "minilm-st":
+        return MINILM_ST_ID, "minilm"
+    if not Path(name).is_dir():
+        raise ValueError(f"unknown embedding model {name!r}: use {', '.join(EMBEDDERS)} or a local model folder")
+    return Path(name).name, None
+
+
 @lru_cache(maxsize=4)
 def _load(name: str, dev: str) -> Embedder:
     if name == "minilm-onnx":
         return OnnxMiniLM()
     if name == "minilm-st":
-        return PretokenizedEncoder(minilm_model_dir(), dev, model_id="all-MiniLM-L6-v2", tokenizer="minilm")
+        return PretokenizedEncoder(minilm_model_dir(), dev, model_id=MINILM_ST_ID, tokenizer="minilm")
     return SentenceTransformerEmbedder(Path(name), dev)
 
 

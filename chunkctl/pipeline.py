@@ -49,6 +49,9 @@ class IngestOptions:
     device: str = "auto"  # where embedding chunkers (semantic, cluster, late) run their model
     llm: Any = None  # chunkctl.llm.LLMSettings for LLM chunkers and enrichers; None: the defaults
     enrichment: Any = None  # chunkctl.enrich.Enrichment; None: leave stored chunks' enrichment as it is
+    # builds the embedding stage in place of EmbedStage(store, embedder): the Ray engine's hand-off
+    # of each committed document's chunks (and their token ids) to its actor pool
+    embed_stage: Callable[[Store], Any] | None = None
 
 
 @dataclass
@@ -144,7 +147,9 @@ def ingest(store: Store, paths: Sequence[str | Path], options: IngestOptions, co
     res = run.result
     ctx = ChunkContext(device=options.device, llm_settings=options.llm)
     stage = None
-    if options.embedder is not None:
+    if options.embed_stage is not None:
+        stage = options.embed_stage(store)
+    elif options.embedder is not None:
         from chunkctl.store.vectors import EmbedStage
 
         stage = EmbedStage(store, options.embedder)
@@ -309,7 +314,7 @@ def _ingest_streamed(store: Store, run: _Run, path: Path, doc_id: str, sha: str,
 
     run.ensure_started()
     encoding, n_chars = "utf-8", 0
-    tmp_dir = os.path.dirname(os.path.abspath(store.path)) or None
+    tmp_dir = None if store.path == ":memory:" else os.path.dirname(os.path.abspath(store.path)) or None
     fd, tmp_name = tempfile.mkstemp(suffix=".txt", prefix=".chunkctl-", dir=tmp_dir)
     sids = [ch.strategy_id for ch in chunkers]
     try:

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 import typer
 
 from chunkctl import __version__
-from chunkctl.cli import doctor, enrich, evaluate, ingest, inspect, search
+from chunkctl.cli import doctor, enrich, evaluate, ingest, inspect, load, search
 from chunkctl.cli import llm as llm_cli
 from chunkctl.cli import qa as qa_cli
 from chunkctl.cli.options import (Llm, LlmBaseUrl, LlmCache, LlmConcurrency, LlmMaxTokens, LlmModel, LlmPrice,
@@ -25,7 +25,7 @@ COMMANDS = {
     "ingest": ingest.ingest_cmd, "chunk": ingest.chunk_cmd, "chunkers": inspect.chunkers_cmd,
     "enrich": enrich.enrich_cmd, "enrichers": enrich.enrichers_cmd,
     "stats": inspect.stats_cmd, "show": inspect.show_cmd, "export": inspect.export_cmd,
-    "embed": search.embed_cmd, "search": search.search_cmd, "eval": evaluate.eval_cmd, "doctor": doctor.doctor_cmd,
+    "load": load.load_cmd, "embed": search.embed_cmd, "search": search.search_cmd, "eval": evaluate.eval_cmd, "doctor": doctor.doctor_cmd,
 }
 for _name, _fn in COMMANDS.items():
     app.command(_name)(_fn)

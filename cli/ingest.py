@@ -38,6 +38,27 @@ def ingest_cmd(
     stream_mb: Annotated[int, typer.Option(
         "--stream-mb", min=1, help="Text files larger than this many MB are read, chunked and stored in "
                                    "blocks, in bounded memory.")] = 64,
+    engine: Annotated[str, typer.Option(
+        "--engine", envvar="CHUNKCTL_ENGINE",
+        help="local (one process, into --db) or ray (Ray Data tasks and an embedding actor pool, into a "
+             "Parquet dataset --out; needs chunkctl[ray]).")] = "local",
+    out_dir: Annotated[Optional[Path], typer.Option(
+        "--out", metavar="DIR", help="--engine ray: the Parquet dataset folder (created; re-runs add to it).")] = None,
+    ray_address: Annotated[Optional[str], typer.Option(
+        "--ray-address", envvar="RAY_ADDRESS",
+        help="--engine ray: auto (the running cluster) or ray://host:port; default: start a local Ray.")] = None,
+    embed_actors: Annotated[int, typer.Option("--embed-actors", min=1,
+                                              help="--engine ray: embedding actors (one model load each).")] = 1,
+    embed_batch: Annotated[int, typer.Option("--embed-batch", min=1,
+                                             help="--engine ray: texts per embedding actor call.")] = 512,
+    gpus_per_actor: Annotated[Optional[float], typer.Option(
+        "--gpus-per-actor", min=0, help="--engine ray: GPUs per embedding actor; default 1 when the cluster "
+                                        "has GPUs, else 0 (CPU actors).")] = None,
+    files_per_task: Annotated[int, typer.Option("--files-per-task", min=1,
+                                                help="--engine ray: files per parse/chunk task.")] = 8,
+    cpu_tasks: Annotated[Optional[int], typer.Option(
+        "--cpu-tasks", min=1, help="--engine ray: parse/chunk tasks at once (default: one per CPU); with "
+                                   "--llm-concurrency it bounds the requests an LLM server gets.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="One line per file on stderr.")] = False,
     quiet: Quiet = False,
     json_out: Json = False,
@@ -58,6 +79,18 @@ def ingest_cmd(
         fail(f"no such file or folder: {', '.join(missing)}", USAGE)
     chunkers = chunkers_from(chunker)
     device = device_from(device)  # for embedding chunkers too: a missing GPU is a usage error
+    if engine not in ("local", "ray"):
+        fail("--engine must be local or ray", USAGE)
+    if (engine == "ray") != (out_dir is not None):
+        fail("--engine ray writes a Parquet dataset: give it --out DIR (and --out only with --engine ray)", USAGE)
+    if engine == "ray":
+        from chunkctl.ray_engine import RayOptions
+
+        ray_options = RayOptions(address=ray_address, model=None if no_embed else model, embed_actors=embed_actors,
+                                 embed_batch=embed_batch, gpus_per_actor=gpus_per_actor, files_per_task=files_per_task,
+                                 cpu_tasks=cpu_tasks)
+        _ingest_ray(ctx, paths, out_dir, chunkers, ray_options, include, exclude, force, prune, pdf_backend,
+                    stream_mb, device, enrich, embed_format, embed_fields, verbose, quiet, json_out)
     embedder = None if no_embed else embedder_from(model, device)
     options = IngestOptions(chunkers, include=include or (), exclude=exclude or (), force=force, prune=prune,
                             pdf_backend=pdf_backend, stream_threshold=stream_mb << 20, embedder=embedder,
@@ -71,6 +104,35 @@ def ingest_cmd(
         print_json(result.as_dict())
     elif not quiet:
         summary(result, db)
+    raise typer.Exit(PARTIAL if result.rejects else OK)
+
+
+def _ingest_ray(ctx, paths, out_dir, chunkers, ray_options, include, exclude, force, prune, pdf_backend, stream_mb,
+                device, enrich, embed_format, embed_fields, verbose, quiet, json_out) -> None:
+    """--engine ray: the same options, run on Ray Data into the dataset ``out_dir``."""
+    import importlib.util
+
+    from chunkctl.pipeline import IngestOptions
+    from chunkctl.store.dataset import is_dataset
+
+    if importlib.util.find_spec("ray") is None:
+        fail("--engine ray needs Ray: pip install 'chunkctl[ray]'", USAGE)
+    if out_dir.exists() and not (is_dataset(out_dir) and (not any(out_dir.iterdir()) or (out_dir / "runs").is_dir())):
+        fail(f"--out {out_dir}: not a chunkctl dataset folder (an empty or new folder starts one)", USAGE)
+    from chunkctl.ray_engine import ingest_ray
+
+    options = IngestOptions(chunkers, include=include or (), exclude=exclude or (), force=force, prune=prune,
+                            pdf_backend=pdf_backend, stream_threshold=stream_mb << 20, device=device,
+                            llm=llm_settings_from(ctx, str(out_dir), device),
+                            enrichment=enrichment_from(enrich, embed_format, embed_fields, None))
+    command = "ingest " + " ".join(sys.argv[2:]) if len(sys.argv) > 1 else "ingest"
+    with _progress(True, verbose) as on_file:
+        result = ingest_ray([str(p) for p in paths], out_dir, options, ray_options, command=command,
+                            on_file=on_file, quiet=quiet or json_out or not verbose)
+    if json_out:
+        print_json(result.as_dict())
+    elif not quiet:
+        summary(result, str(out_dir))
     raise typer.Exit(PARTIAL if result.rejects else OK)
 
 

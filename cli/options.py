@@ -5,7 +5,9 @@ from typing import Annotated, Optional
 
 import typer
 
-Db = Annotated[str, typer.Option("--db", envvar="CHUNKCTL_DB", help="DuckDB store file.")]
+Db = Annotated[str, typer.Option("--db", envvar="CHUNKCTL_DB",
+                                 help="DuckDB store file (where it is read: also a Parquet dataset folder "
+                                      "that ingest --engine ray wrote).")]
 Chunkers = Annotated[
     Optional[list[str]],
     typer.Option("--chunker", "-c", envvar="CHUNKCTL_CHUNKER", metavar="SPEC",

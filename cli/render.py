@@ -27,13 +27,23 @@ def print_json(obj: Any) -> None:
 
 def open_store(db: str, read_only: bool = False, create: bool = False):
     """The store, or a clear error: exit 2 when it does not exist (unless ``create``), 1 when it
-    cannot be opened (locked by another process, not a DuckDB file, ...)."""
+    cannot be opened (locked by another process, not a DuckDB file, ...). A folder is a Parquet
+    dataset, opened read-only in place."""
     from pathlib import Path
 
     from chunkctl.store import Store
+    from chunkctl.store.dataset import DatasetStore, is_dataset
 
     if not create and not Path(db).exists():
         fail(f"no store at {db} (run `chunkctl ingest` first, or pass --db)", USAGE)
+    if is_dataset(db):  # a Parquet dataset (ingest --engine ray --out DIR), read in place
+        if create:
+            fail(f"{db} is a Parquet dataset, read-only here: ingest into it with --engine ray --out, or "
+                 "`chunkctl load` it into a DuckDB file", USAGE)
+        try:
+            return DatasetStore(db)
+        except FileNotFoundError as e:
+            fail(str(e), USAGE)
     try:
         return Store(db, read_only=read_only)
     except Exception as e:  # DuckDB raises several types for an unusable file

@@ -191,6 +191,21 @@ def embed_chunks(store: Store, embedder, strategy: str | None = None, batch: int
     return res
 
 
+def stage_rows(chunks, text: str, ctx, model_id: str, tokenizer: str | None) -> tuple[list, list]:
+    """The (chunk_id, text) rows the embedding stage embeds as a document commits, and their token
+    ids from the chunkers' tokenization of ``text`` (when the model reads ``tokenizer``'s ids)."""
+    rows, ids = [], []
+    for c in chunks:
+        if c.embedding is not None and c.embedding[0] == model_id:
+            continue  # the chunker computed it (late chunking) and it is stored already
+        if c.embed_text is not None:  # not a span of the text: embedded from its own text
+            continue  # at the end (embed_chunks finds it without a vector)
+        rows.append((c.chunk_id, c.text))
+        if tokenizer is not None:
+            ids.append(ctx.tokens(text, tokenizer).ids_in(c.char_start, c.char_end))
+    return rows, ids
+
+
 class EmbedStage:
     """The embedding stage inside ingest: chunks are queued with the token ids their chunker
     computed (tokenize once) and embedded in batches as documents commit; ``finish`` embeds the
@@ -210,14 +225,9 @@ class EmbedStage:
     def add(self, chunks, text: str, ctx) -> None:
         """Queue committed chunks of the document ``text`` that have no vector of this model yet;
         ``ctx`` (the chunkers' context) still holds the document's tokenization."""
-        for c in chunks:
-            if c.embedding is not None and c.embedding[0] == self.embedder.model_id:
-                continue  # the chunker computed it (late chunking) and it is stored already
-            if c.embed_text is not None:  # not a span of the text: embedded from its own text
-                continue  # by ``finish`` (embed_chunks finds it without a vector)
-            self.rows.append((c.chunk_id, c.text))
-            if self.tokenizer is not None:
-                self.ids.append(ctx.tokens(text, self.tokenizer).ids_in(c.char_start, c.char_end))
+        rows, ids = stage_rows(chunks, text, ctx, self.embedder.model_id, self.tokenizer)
+        self.rows += rows
+        self.ids += ids
         if len(self.rows) >= self.batch:
             self.flush()
 

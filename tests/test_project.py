@@ -36,6 +36,18 @@ def test_chunking_a_text_file_imports_only_what_it_needs(tmp_path):
     assert not loaded & set(HEAVY), loaded & set(HEAVY)
 
 
+def test_the_local_engine_never_imports_ray(tmp_path):
+    """Ray is an optional extra: ingest, search and stats on the default engine work without it."""
+    f = tmp_path / "a.txt"
+    f.write_text("Some text to chunk.\n\nAnother paragraph.\n")
+    db = tmp_path / "s.duckdb"
+    loaded = _modules_after(
+        "from typer.testing import CliRunner\nfrom chunkctl.cli.app import app\n"
+        f"r = CliRunner().invoke(app, ['ingest', {str(f)!r}, '--db', {str(db)!r}])\nassert r.exit_code == 0, r.output\n"
+        f"r = CliRunner().invoke(app, ['search', 'text', '--db', {str(db)!r}])\nassert r.exit_code == 0, r.output")
+    assert "ray" not in loaded and "onnxruntime" in loaded  # it did embed and search
+
+
 def test_wheel_carries_every_subpackage(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
                     str(tmp_path), str(ROOT)], check=True, capture_output=True)

@@ -10,6 +10,10 @@ retry — those are the model's answer to that request as much as a valid one is
 gets another sample (llama.cpp's batched numerics differ from run to run), so a re-run would neither
 be free nor give the same chunks. Transport failures (timeouts, HTTP errors) are never written.
 ``chunkctl llm cache clear`` forgets both.
+
+Many machines (``--engine ray``): SQLite's locking does not hold over a network file system, so
+there each task writes its own part file and reads the shared cache read-only (``read_from``,
+opened immutable: no locks); ``merge_caches`` folds the parts into the shared file after the job.
 """
 from __future__ import annotations
 
@@ -42,8 +46,9 @@ def cache_path_for(db: str | Path) -> Path:
 
 
 class CompletionCache:
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, read_from: tuple[str, ...] = ()):
         self.path = Path(path)
+        self.read_from = tuple(str(p) for p in read_from if Path(p).exists())  # looked in after ``path``
         self._local = threading.local()
         self._conn().execute(SCHEMA)
 
@@ -51,15 +56,22 @@ class CompletionCache:
         con = getattr(self._local, "con", None)
         if con is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            con = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            con = sqlite3.connect(self.path, timeout=60, isolation_level=None, uri=True)  # uri: read_from opens immutable
             con.execute("PRAGMA journal_mode=WAL")
             con.execute("PRAGMA synchronous=NORMAL")
+            for i, other in enumerate(self.read_from):
+                con.execute(f"ATTACH DATABASE ? AS shared{i}", (Path(other).resolve().as_uri() + "?immutable=1",))
             self._local.con = con
         return con
 
     def get(self, key: str) -> Completion | SchemaError | None:
         """The stored completion, the stored invalid-reply verdict, or None."""
-        row = self._conn().execute("SELECT completion FROM completions WHERE key = ?", (key,)).fetchone()
+        con = self._conn()
+        row = con.execute("SELECT completion FROM completions WHERE key = ?", (key,)).fetchone()
+        for i in range(len(self.read_from)):
+            if row is not None:
+                break
+            row = con.execute(f"SELECT completion FROM shared{i}.completions WHERE key = ?", (key,)).fetchone()
         if row is None:
             return None
         if row[0].startswith('{"schema_error":'):
@@ -105,3 +117,22 @@ class CompletionCache:
         if con is not None:
             con.close()
             self._local.con = None
+
+
+def merge_caches(target: str | Path, parts: list[Path]) -> int:
+    """Fold part files (one per Ray task) into ``target``, then delete them; returns the entries added."""
+    cache = CompletionCache(target)
+    con = cache._conn()
+    before = con.execute("SELECT count(*) FROM completions").fetchone()[0]
+    for part in parts:
+        con.execute("ATTACH DATABASE ? AS part", (str(part),))
+        try:
+            con.execute("INSERT OR IGNORE INTO completions SELECT * FROM part.completions")
+        finally:
+            con.execute("DETACH DATABASE part")
+    added = con.execute("SELECT count(*) FROM completions").fetchone()[0] - before
+    cache.close()
+    for part in parts:
+        for f in part.parent.glob(part.name + "*"):  # with its -wal and -shm files
+            f.unlink()
+    return added

@@ -32,6 +32,7 @@ class LLMSettings:
     concurrency: int = 8
     max_tokens_total: int | None = None
     cache: str | None = None  # the SQLite file; None: no cache
+    cache_read: tuple[str, ...] = ()  # caches only read, after ``cache`` (a Ray task's view of the shared one)
     price: tuple[float, float] | None = None  # USD per million prompt / completion tokens
     model_dir: str = "~/.cache/chunkctl/models"  # converted and assembled local models
     device: str = "auto"  # where the local scorer runs (auto: a GPU when there is one)
@@ -60,7 +61,7 @@ def make_backend(s: LLMSettings) -> Backend:
 
 
 def open_llm(s: LLMSettings) -> "LLM":
-    cache = CompletionCache(s.cache) if s.cache else None
+    cache = CompletionCache(s.cache, s.cache_read) if s.cache else None
     return LLM(make_backend(s), cache=cache, concurrency=s.concurrency, max_tokens_total=s.max_tokens_total,
                price=s.price)
 
