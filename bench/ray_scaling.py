@@ -12,6 +12,7 @@ runs on the first --embed-mb of the Markdown copies: on 2 CPU cores MiniLM embed
 full ingest of the slice minus its stage 1. Ray's start-up and shutdown are timed apart.
 
     python bench/ray_scaling.py [--mb 50] [--embed-mb 4] [--chunker recursive:size=256]
+    python bench/ray_scaling.py --sweep 1,2      # stage 1 on Ray by tasks at a time only
 """
 from __future__ import annotations
 
@@ -78,14 +79,25 @@ def run_local(paths, db: Path, chunker, embed: bool):
     return res, time.perf_counter() - t0
 
 
-def run_ray(paths, out: Path, chunker, embed: bool, files_per_task: int):
+def run_ray(paths, out: Path, chunker, embed: bool, files_per_task: int, cpu_tasks: int | None = None):
     from chunkctl.pipeline import IngestOptions
     from chunkctl.ray_engine import RayOptions, ingest_ray
 
     t0 = time.perf_counter()
     res = ingest_ray(paths, out, IngestOptions([chunker]),
-                     RayOptions(model="minilm" if embed else None, files_per_task=files_per_task))
+                     RayOptions(model="minilm" if embed else None, files_per_task=files_per_task, cpu_tasks=cpu_tasks))
     return res, time.perf_counter() - t0
+
+
+def sweep(corpus: Path, work: Path, chunker, files_per_task: int, counts: list[int]) -> None:
+    """Stage 1 on Ray with at most N tasks at a time, for each N: how it grows with workers."""
+    print(f"\nstage 1 (parse+chunk+store) on Ray by tasks at a time, {mb_of(corpus):.1f} MB:")
+    print(f"{'tasks':>5} {'wall s':>8} {'MB/s':>7} {'docs/s':>7} {'x 1 task':>9}")
+    first = None
+    for n in counts:
+        res, secs = run_ray([corpus], work / f"sweep-{n}", chunker, False, files_per_task, n)
+        first = first or secs
+        print(f"{n:5d} {secs:8.1f} {mb_of(corpus) / secs:7.2f} {res.new / secs:7.2f} {first / secs:8.2f}x", flush=True)
 
 
 def main() -> None:
@@ -94,6 +106,7 @@ def main() -> None:
     ap.add_argument("--embed-mb", type=float, default=4.0)
     ap.add_argument("--chunker", default="recursive:size=256")
     ap.add_argument("--files-per-task", type=int, default=8)
+    ap.add_argument("--sweep", default="", help="only stage 1 on Ray at these tasks-at-a-time counts, e.g. 1,2")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
     import ray
@@ -112,6 +125,9 @@ def main() -> None:
         t0 = time.perf_counter()
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
         startup = time.perf_counter() - t0
+        if args.sweep:
+            sweep(corpus, work, chunker, args.files_per_task, [int(x) for x in args.sweep.split(",")])
+            return
         stage1 = {}
         for engine, run in (("local", lambda p, o, e: run_local(p, o.with_suffix(".duckdb"), chunker, e)),
                             ("ray", lambda p, o, e: run_ray(p, o, chunker, e, args.files_per_task))):

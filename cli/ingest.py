@@ -119,7 +119,14 @@ def _ingest_ray(ctx, paths, out_dir, chunkers, ray_options, include, exclude, fo
         fail("--engine ray needs Ray: pip install 'chunkctl[ray]'", USAGE)
     if out_dir.exists() and not (is_dataset(out_dir) and (not any(out_dir.iterdir()) or (out_dir / "runs").is_dir())):
         fail(f"--out {out_dir}: not a chunkctl dataset folder (an empty or new folder starts one)", USAGE)
+    from chunkctl.embed import embedder_identity
     from chunkctl.ray_engine import ingest_ray
+
+    try:
+        if ray_options.model:
+            embedder_identity(ray_options.model, "cpu")  # a misspelt model fails here, not in every actor
+    except ValueError as e:
+        fail(str(e), USAGE)
 
     options = IngestOptions(chunkers, include=include or (), exclude=exclude or (), force=force, prune=prune,
                             pdf_backend=pdf_backend, stream_threshold=stream_mb << 20, device=device,

@@ -104,14 +104,15 @@ def attach_dataset(con: duckdb.DuckDBPyConnection, out: str | Path, prefix: str 
     out = Path(out)
     runs = set(committed_runs(out))
     base = f"_{prefix}store_schema"
-    con.execute(f"ATTACH ':memory:' AS {base}")
-    here = con.execute("SELECT current_database()").fetchone()[0]
-    con.execute(f"USE {base}")
-    try:
-        for _, sql in MIGRATIONS:
-            con.execute(sql)
-    finally:
-        con.execute(f"USE {here}")
+    if not con.execute("SELECT count(*) FROM duckdb_databases() WHERE database_name = ?", [base]).fetchone()[0]:
+        con.execute(f"ATTACH ':memory:' AS {base}")
+        here = con.execute("SELECT current_database()").fetchone()[0]
+        con.execute(f"USE {base}")
+        try:
+            for _, sql in MIGRATIONS:
+                con.execute(sql)
+        finally:
+            con.execute(f"USE {here}")
 
     def view(name: str, sql: str) -> None:
         con.execute(f"CREATE OR REPLACE TEMP VIEW {prefix}{name} AS {sql}")
@@ -179,6 +180,7 @@ class DatasetStore(Store):
         attach_dataset(self.con, path)
         for name in ("fts_indexes", "embedding_cache"):  # written by search, or read as empty
             self.con.execute(f"CREATE TABLE {name} AS SELECT * FROM _store_schema.main.{name}")
+        self.con.execute("CREATE TABLE migrations (name VARCHAR, applied_at TIMESTAMP)")
 
     def migrate(self) -> list[str]:
         return []

@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -145,6 +146,12 @@ def test_load_is_idempotent_and_search_reads_the_dataset_in_place(local_ray, tmp
     assert store_rows(tmp_path / "l.duckdb", "SELECT count(*) FROM rejects") == [(12,)]
     from_db = run_chunkctl("search", q, "--db", "l.duckdb", "-k", "3", "--json")
     assert [h["chunk_id"] for h in json.loads(from_db.stdout)] == [h["chunk_id"] for h in json.loads(from_ds.stdout)]
+    evals = [run_chunkctl("eval", "--qa", SAMPLE_DOCS / "qa.jsonl", "--db", db, "-c", "recursive:size=128",
+                          "-k", "3", "--json", "-") for db in ("ds", "l.duckdb")]
+    assert all(e.returncode == 0 for e in evals), evals[0].stderr
+    ds_report, db_report = ([{k: v for k, v in r.items() if not k.endswith("_s")}  # timings aside
+                             for r in json.loads(e.stdout)["results"]] for e in evals)
+    assert ds_report == db_report and json.loads(evals[0].stdout)["questions"] > 0
     local = run_chunkctl("ingest", docs, "--db", "ds", "-c", "recursive:size=128")
     assert local.returncode == 2 and "Parquet dataset" in local.stderr
 
@@ -199,4 +206,32 @@ def test_a_worker_killed_mid_job_is_retried_without_duplicate_rows(local_ray, tm
     ds = DatasetStore(out)
     n_chunks = ds.query("SELECT count(*) FROM chunks")[0][0]
     assert n_chunks == sum(res.chunks.values()) == ds.query("SELECT count(*) FROM embeddings")[0][0]
+    ds.close()
+
+
+def test_llm_enrichment_on_ray_caches_per_task_and_merges_into_the_shared_cache(local_ray, server, tmp_path):
+    """An LLM enricher against a real server on 127.0.0.1: every task writes its own cache part and
+    reads the shared cache read-only; the driver merges the parts, so a forced re-run asks nothing."""
+    from chunkctl.llm import LLMSettings
+    from chunkctl.llm.cache import CompletionCache
+
+    server.answer = lambda path, body: json.dumps({"keywords": ["seed library"]})
+    docs = tmp_path / "docs"
+    shutil.copytree(SAMPLE_DOCS, docs, ignore=shutil.ignore_patterns("*.jsonl"))
+    cache = tmp_path / "ds.llm-cache.sqlite"
+    llm = LLMSettings(backend="openai", base_url=server.url, retries=0, concurrency=2, cache=str(cache))
+    opts = IngestOptions([parse_spec("recursive:size=128")], llm=llm,
+                         enrichment=Enrichment((parse_enricher("keywords"),), "prefix", None))
+    ray_opts = RayOptions(model=None, files_per_task=2, cpu_tasks=2)
+    first = ingest_ray([docs], tmp_path / "ds", opts, ray_opts)
+    sent = server.posts()
+    assert sent == first.llm.calls == sum(first.chunks.values()) > 0 and not first.rejects
+    assert server.max_in_flight <= 2 * 2  # --cpu-tasks x --llm-concurrency
+    assert not list(Path(f"{cache}.parts").iterdir())  # merged, then removed
+    assert CompletionCache(cache).stats()["entries"] == sent
+    again = ingest_ray([docs], tmp_path / "ds", replace(opts, force=True), ray_opts)
+    assert server.posts() == sent and again.llm.calls == 0 and again.llm.cache_hits == sent
+    ds = DatasetStore(tmp_path / "ds")
+    assert ds.query("SELECT count(*) FILTER (WHERE json_extract_string(metadata, '$.keywords.keywords[0]') = "
+                    "'seed library' AND embed_text LIKE '%seed library%'), count(*) FROM chunks") == [(sent, sent)]
     ds.close()
