@@ -225,6 +225,8 @@ def ingest_ray(paths: Sequence[str | Path], out: str | Path, options: IngestOpti
     from chunkctl.parse import doc_id_for
 
     t0 = time.perf_counter()
+    if options.llm is not None and options.llm.cache:  # the tasks' working folder is not this one
+        options = replace(options, llm=replace(options.llm, cache=os.path.abspath(options.llm.cache)))
     out = Path(out)
     (out / "runs").mkdir(parents=True, exist_ok=True)
     remove_uncommitted(out)  # shards of a killed run

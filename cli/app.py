@@ -25,7 +25,8 @@ COMMANDS = {
     "ingest": ingest.ingest_cmd, "chunk": ingest.chunk_cmd, "chunkers": inspect.chunkers_cmd,
     "enrich": enrich.enrich_cmd, "enrichers": enrich.enrichers_cmd,
     "stats": inspect.stats_cmd, "show": inspect.show_cmd, "export": inspect.export_cmd,
-    "load": load.load_cmd, "embed": search.embed_cmd, "search": search.search_cmd, "eval": evaluate.eval_cmd, "doctor": doctor.doctor_cmd,
+    "load": load.load_cmd, "embed": search.embed_cmd, "search": search.search_cmd, "eval": evaluate.eval_cmd,
+    "doctor": doctor.doctor_cmd,
 }
 for _name, _fn in COMMANDS.items():
     app.command(_name)(_fn)

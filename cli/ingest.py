@@ -127,7 +127,6 @@ def _ingest_ray(ctx, paths, out_dir, chunkers, ray_options, include, exclude, fo
             embedder_identity(ray_options.model, "cpu")  # a misspelt model fails here, not in every actor
     except ValueError as e:
         fail(str(e), USAGE)
-
     options = IngestOptions(chunkers, include=include or (), exclude=exclude or (), force=force, prune=prune,
                             pdf_backend=pdf_backend, stream_threshold=stream_mb << 20, device=device,
                             llm=llm_settings_from(ctx, str(out_dir), device),
