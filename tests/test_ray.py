@@ -69,13 +69,15 @@ def test_ray_engine_writes_what_the_local_engine_writes(local_ray, tmp_path):
 
     root = tmp_path / "in"
     make_bad_folder(root)
+    streamed = 1500  # text files above 1.5 kB take the streamed path (block by block) on both engines
     with Store(tmp_path / "local.duckdb") as local:
-        ingest(local, [root], _options(embedder=get_embedder("minilm", "cpu")))
-    res = ingest_ray([root], tmp_path / "ds", _options(), RayOptions(files_per_task=3))
+        ingest(local, [root], _options(embedder=get_embedder("minilm", "cpu"), stream_threshold=streamed))
+    res = ingest_ray([root], tmp_path / "ds", _options(stream_threshold=streamed), RayOptions(files_per_task=3))
     assert res.new == 7 and len(res.rejects) == 12 and res.embedding.chunks > 0
     with Store(tmp_path / "local.duckdb", read_only=True) as local:
         ds = DatasetStore(tmp_path / "ds")
         _assert_same_store(local, ds)
+        assert ds.query("SELECT count(*) FROM documents WHERE metadata->>'streamed' = 'true'")[0][0] >= 1
         assert ds.query("SELECT count(*) FROM chunks c JOIN documents d USING (doc_id) "
                         "WHERE substr(d.text, c.char_start + 1, c.char_end - c.char_start) != c.text") == [(0,)]
         ds.close()
