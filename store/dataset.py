@@ -36,6 +36,7 @@ MANIFEST_COLUMNS = ("run_id VARCHAR, doc_id VARCHAR, path VARCHAR, sha256 VARCHA
 SHARD_TABLES = ("documents", "chunks", "document_strategies", "memories", "embeddings", "memory_embeddings",
                 "rejects", "strategies", "embedding_models")
 _RUN_OF = r"regexp_extract({}, '([^/\\]+)_[0-9a-f]+\.parquet$', 1)"  # a shard's run, from its file name
+_RUN_FILE = re.compile(r"(.+?)(_[0-9a-f]+)?\.parquet$")  # <run>_<part>.parquet or <run>.parquet
 
 
 def is_dataset(path: str | Path) -> bool:
@@ -80,7 +81,7 @@ def remove_uncommitted(out: Path) -> int:
     removed = 0
     for table in (*SHARD_TABLES, "manifest"):
         for f in (out / table).glob("*"):
-            m = re.match(r"(.+?)(_[0-9a-f]+)?\.parquet$", f.name)
+            m = _RUN_FILE.match(f.name)
             if f.name.endswith(".tmp") or (m and m.group(1) not in done):
                 f.unlink()
                 removed += 1
@@ -88,8 +89,7 @@ def remove_uncommitted(out: Path) -> int:
 
 
 def _files(out: Path, table: str, runs: set[str]) -> list[str]:
-    return sorted(str(f) for f in (out / table).glob("*.parquet")
-                  if re.match(r"(.+?)(_[0-9a-f]+)?\.parquet$", f.name).group(1) in runs)
+    return sorted(str(f) for f in (out / table).glob("*.parquet") if _RUN_FILE.match(f.name).group(1) in runs)
 
 
 def _read(files: Sequence[str]) -> str:
