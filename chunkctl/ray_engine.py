@@ -74,12 +74,12 @@ class _Collector:
         """What EmbedStage.finish embeds from the store: chunks still without a vector of the model
         (embedded from their own text: a QChunker completion, an enriched prefix, a streamed document)
         and memory entries."""
-        queued = {r[1] for r in self.rows}
-        for cid, text in self.store.query(
-                "SELECT c.chunk_id, coalesce(c.embed_text, c.text) FROM chunks c WHERE NOT EXISTS (SELECT 1 FROM "
-                "embeddings e WHERE e.chunk_id = c.chunk_id AND e.model_id = ?) ORDER BY c.chunk_id", [self.model_id]):
-            if cid not in queued:
-                self.rows.append(("embeddings", cid, text, None, None))
+        from chunkctl.store.vectors import missing_vectors
+
+        queued, after = {r[1] for r in self.rows}, ""
+        while rows := missing_vectors(self.store, self.model_id, after=after, limit=4096):
+            self.rows += [("embeddings", cid, text, None, None) for cid, text in rows if cid not in queued]
+            after = rows[-1][0]
         for mid, text in self.store.query("SELECT memory_id, text FROM memories ORDER BY memory_id"):
             self.rows.append(("memory_embeddings", mid, text, None, None))
         return None
