@@ -30,7 +30,7 @@ from chunkctl.store.dataset import (live_state, new_run_id, part_name, remove_un
 from chunkctl.types import Reject
 from chunkctl.walk import walk
 
-TASK_MEMORY = 1 << 30  # bytes a parse/chunk task reserves: its in-memory Store's cap (768 MB) and the file
+TASK_MEMORY = 1 << 30  # bytes a parse/chunk task reserves: its in-memory Store's cap (768 MB) and its files
 # what the CPU tasks hand to the actor pool: one row per text to embed, plus each task's results
 HANDOFF = ("table", "id", "text", "ids", "blob")
 
