@@ -18,7 +18,6 @@ import json
 import math
 import pickle
 import time
-from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -27,6 +26,7 @@ from chunkctl.pipeline import IngestOptions, IngestResult, ingest
 from chunkctl.store import Store
 from chunkctl.store.dataset import (live_state, new_run_id, part_name, remove_uncommitted,
                                     write_shards)
+from chunkctl.store.vectors import missing_vectors, stage_rows
 from chunkctl.types import Reject
 from chunkctl.walk import walk
 
@@ -60,13 +60,11 @@ class _Collector:
     collected (the same selection EmbedStage makes), then handed to the actor pool."""
 
     def __init__(self, store: Store, model_id: str, tokenizer: str | None):
-        from chunkctl.store.vectors import stage_rows
-
-        self.store, self.model_id, self.tokenizer, self._rows = store, model_id, tokenizer, stage_rows
+        self.store, self.model_id, self.tokenizer = store, model_id, tokenizer
         self.rows: list[tuple] = []
 
     def add(self, chunks, text: str, ctx) -> None:
-        rows, ids = self._rows(chunks, text, ctx, self.model_id, self.tokenizer)
+        rows, ids = stage_rows(chunks, text, ctx, self.model_id, self.tokenizer)
         for i, (cid, t) in enumerate(rows):
             self.rows.append(("embeddings", cid, t, ids[i] if ids else None, None))
 
@@ -74,8 +72,6 @@ class _Collector:
         """What EmbedStage.finish embeds from the store: chunks still without a vector of the model
         (embedded from their own text: a QChunker completion, an enriched prefix, a streamed document)
         and memory entries."""
-        from chunkctl.store.vectors import missing_vectors
-
         queued, after = {r[1] for r in self.rows}, ""
         while rows := missing_vectors(self.store, self.model_id, after=after, limit=4096):
             self.rows += [("embeddings", cid, text, None, None) for cid, text in rows if cid not in queued]

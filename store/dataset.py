@@ -219,13 +219,10 @@ def load_dataset(store: Store, out: str | Path) -> dict[str, int]:
                                       "AND doc_id NOT IN (SELECT doc_id FROM ds_documents)").fetchall()]
     counts = {"documents": len(changed), "deleted": len(gone)}
     with store.transaction():
-        con.register("_load_ids", pa.table({"doc_id": changed + gone}))
+        store.delete_documents(changed + gone)
+        con.register("_load_ids", pa.table({"doc_id": pa.array(changed, pa.string())}))
         try:
             in_ids = "doc_id IN (SELECT doc_id FROM _load_ids)"
-            store._retire_vectors(f"(SELECT chunk_id FROM chunks WHERE {in_ids})", [])
-            con.execute(f"DELETE FROM memory_embeddings WHERE memory_id IN (SELECT memory_id FROM memories WHERE {in_ids})")
-            for t in ("memories", "chunks", "document_strategies", "documents"):
-                con.execute(f"DELETE FROM {t} WHERE {in_ids}")
             for t in ("documents", "chunks", "memories", "document_strategies"):
                 con.execute(f"INSERT INTO {t} BY NAME SELECT * FROM ds_{t} WHERE {in_ids}")
             con.execute("INSERT INTO embeddings BY NAME SELECT e.* FROM ds_embeddings e JOIN ds_chunks c USING (chunk_id) "

@@ -216,6 +216,21 @@ class Store:
         self.drop_document_chunks(doc_id)
         self.con.execute("DELETE FROM documents WHERE doc_id = ?", [doc_id])
 
+    def delete_documents(self, doc_ids: Sequence[str]) -> None:
+        """``delete_document`` for many documents in a few set-based statements (``chunkctl load``)."""
+        import pyarrow as pa
+
+        self.con.register("_doc_ids", pa.table({"doc_id": pa.array(list(doc_ids), pa.string())}))
+        try:
+            where = "doc_id IN (SELECT doc_id FROM _doc_ids)"
+            self._retire_vectors(f"(SELECT chunk_id FROM chunks WHERE {where})", [])
+            self.con.execute("DELETE FROM memory_embeddings WHERE memory_id IN "
+                             f"(SELECT memory_id FROM memories WHERE {where})")
+            for table in ("memories", "chunks", "document_strategies", "documents"):
+                self.con.execute(f"DELETE FROM {table} WHERE {where}")
+        finally:
+            self.con.unregister("_doc_ids")
+
     # -- runs -----------------------------------------------------------------------------
     def start_run(self, run_id: str, command: str) -> None:
         self.con.execute("INSERT INTO runs VALUES (?, ?, NULL, ?, NULL)", [run_id, _now(), command])
