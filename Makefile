@@ -34,6 +34,7 @@ demo: install
 # The HTML report's test renders it in Debian's chromium (headless); installed here when missing.
 test: install
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
 # LangChain's SemanticChunker lives in langchain-experimental, which needs langchain-community for

@@ -56,7 +56,8 @@ def walk(roots: Sequence[str | Path], include: Sequence[str] = (), exclude: Sequ
 
 def _file(path: Path, st: os.stat_result) -> Found | Reject:
     if not stat.S_ISREG(st.st_mode):
-        kind = "named pipe" if stat.S_ISFIFO(st.st_mode) else "socket" if stat.S_ISSOCK(st.st_mode) else "device or special file"
+        kind = ("named pipe" if stat.S_ISFIFO(st.st_mode) else "socket" if stat.S_ISSOCK(st.st_mode)
+                else "device or special file")
         return Reject(str(path), "walk", f"not a regular file ({kind})")
     if not os.access(path, os.R_OK):
         return Reject(str(path), "read", "permission denied")

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 import typer
 
 from chunkctl import __version__
-from chunkctl.cli import doctor, enrich, evaluate, ingest, inspect, load, search
+from chunkctl.cli import doctor, enrich, evaluate, ingest, inspect, load, search, tune
 from chunkctl.cli import llm as llm_cli
 from chunkctl.cli import qa as qa_cli
 from chunkctl.cli.options import (Llm, LlmBaseUrl, LlmCache, LlmConcurrency, LlmMaxTokens, LlmModel, LlmPrice,
@@ -26,6 +26,7 @@ COMMANDS = {
     "enrich": enrich.enrich_cmd, "enrichers": enrich.enrichers_cmd,
     "stats": inspect.stats_cmd, "show": inspect.show_cmd, "export": inspect.export_cmd,
     "load": load.load_cmd, "embed": search.embed_cmd, "search": search.search_cmd, "eval": evaluate.eval_cmd,
+    "tune": tune.tune_cmd,
     "doctor": doctor.doctor_cmd,
 }
 for _name, _fn in COMMANDS.items():

@@ -6,11 +6,13 @@ from typing import Annotated, Optional
 
 import typer
 
-from chunkctl.cli.options import Alpha, Chunkers, Db, Device, EmbedFields, EmbedFormat, Enrich, Fusion, Model, Quiet
+from chunkctl.cli.options import (Chunkers, Db, Device, EmbedFields, EmbedFormat, Enrich, Model, Quiet,
+                                  retrieval_options)
 from chunkctl.cli.render import (OK, QUALITY_GATE, USAGE, chunkers_from, device_from, embedder_from, enrichment_from,
-                                 err, fail, llm_settings_from, open_store, out)
+                                 err, fail, llm_settings_from, open_store, out, reranker_from)
 
 
+@retrieval_options
 def eval_cmd(
     ctx: typer.Context,
     qa: Annotated[Path, typer.Option("--qa", help="QA set: native JSONL, Chroma's questions_df.csv, or "
@@ -26,7 +28,6 @@ def eval_cmd(
     k: Annotated[Optional[list[str]], typer.Option(
         "-k", help="Chunks retrieved per question (repeatable); 'min': as many as touch the question's "
                    "references (Chroma's retrieve=-1). Default 5.")] = None,
-    mode: Annotated[str, typer.Option("--mode", help="vector (exact cosine), bm25, or hybrid (RRF).")] = "vector",
     locate: Annotated[str, typer.Option(
         "--locate", help="offsets: score the chunks' true offsets; find: place each chunk at the first "
                          "occurrence of its text, as Chroma's code does (to compare with its tables).")] = "offsets",
@@ -52,16 +53,11 @@ def eval_cmd(
         "--chunkscore", help="Also QChunker's ChunkScore per document: 0.3 x logical independence (MoC's "
                              "boundary clarity, scored by the LLM: the global --llm options) + 0.7 x "
                              "semantic dispersion.")] = False,
-    memory: Annotated[str, typer.Option(
-        "--memory", help="Retrieve over MoM's memory layers too: none, mixed (one index; an outline or core "
-                         "hit brings its document's chunks) or per-layer (each layer apart, fused by RRF). "
-                         "Strategies without memories retrieve their chunks as with none.")] = "none",
     enrich: Enrich = None,
     embed_format: EmbedFormat = None,
     embed_fields: EmbedFields = None,
-    fusion: Fusion = "none",
-    alpha: Alpha = 0.7,
     quiet: Quiet = False,
+    retrieval=None,  # the retrieval options, validated (cli.options.retrieval_options)
 ) -> None:
     """Measure chunking strategies against a QA set: every question retrieves its top-k chunks from
     one index over the whole corpus; recall, precision, IoU and precision-Ω are character-level, as
@@ -76,19 +72,9 @@ def eval_cmd(
     from chunkctl.evaluate.qa import FORMATS, load_qa
     from chunkctl.evaluate.report import failed_gates, markdown, parse_gate, save_parquet, write_json
     from chunkctl.evaluate.run import K_MIN, LOCATES, EvalOptions, evaluate
-    from chunkctl.store.vectors import MODES
 
-    if mode not in MODES:
-        fail(f"--mode must be one of {', '.join(MODES)}", USAGE)
     if locate not in LOCATES:
         fail(f"--locate must be one of {', '.join(LOCATES)}", USAGE)
-    from chunkctl.store.fusion import FUSIONS
-    from chunkctl.store.memory import MEMORY_MODES
-
-    if memory not in MEMORY_MODES or (memory != "none" and mode != "vector"):
-        fail(f"--memory must be one of {', '.join(MEMORY_MODES)}, and needs --mode vector", USAGE)
-    if fusion not in FUSIONS or (fusion != "none" and (mode != "vector" or memory != "none")):
-        fail(f"--fusion must be one of {', '.join(FUSIONS)}, and needs --mode vector without --memory", USAGE)
     if qa_format is not None and qa_format not in FORMATS:
         fail(f"--qa-format must be one of {', '.join(FORMATS)}", USAGE)
     if not qa.is_file():
@@ -111,7 +97,7 @@ def eval_cmd(
         if base.strategy_id not in {c.strategy_id for c in chunkers}:
             chunkers = [base, *chunkers]
     device = device_from(device)
-    embedder = embedder_from(model, device) if mode != "bm25" or intrinsic or chunkscore else None
+    embedder = embedder_from(model, device) if retrieval.dense or intrinsic or chunkscore else None
     llm, llm_settings = None, llm_settings_from(ctx, db, device)  # for LLM chunkers and ChunkScore
     if chunkscore:
         from chunkctl.llm import LLMError, open_llm
@@ -131,9 +117,10 @@ def eval_cmd(
         roots = [str(folder)]
     exclude = [qa.name] if corpus and qa.resolve().parent == corpus.resolve() else []
     enrichment = enrichment_from(enrich, embed_format, embed_fields, embedder, default_plain=roots is not None)
-    opts = EvalOptions(chunkers, ks=[x if x == K_MIN else int(x) for x in ks], mode=mode, locate=locate,
+    opts = EvalOptions(chunkers, ks=[x if x == K_MIN else int(x) for x in ks], retrieval=retrieval, locate=locate,
                        embedder=embedder, baseline=base, device=device, intrinsic=intrinsic, llm=llm,
-                       llm_settings=llm_settings, memory=memory, enrichment=enrichment, fusion=fusion, alpha=alpha)
+                       llm_settings=llm_settings, enrichment=enrichment,
+                       reranker=reranker_from(ctx, retrieval, db, device))
     with open_store(db, create=roots is not None) as store:
         try:
             report = evaluate(store, qaset, opts, corpus=roots, exclude=exclude)
@@ -171,11 +158,11 @@ def _table(report) -> None:
 
     from chunkctl.evaluate.report import SHOWN
 
-    model = f", {report.model_id}" if report.model_id and report.mode != "bm25" else ""
+    model = f", {report.model_id}" if report.model_id and report.retrieval.dense else ""
     first = report.rows()[0] if report.rows() else {}
-    how = f" · embedded: {first.get('enrich', 'as stored')}" + (
-        f", fusion {first['fusion']}" if first.get("fusion", "none") != "none" else "")
-    t = Table(title=f"{report.n_questions} questions · {report.mode}{model}{how} · located by {report.locate} · "
+    how = f" · embedded: {first.get('enrich', 'as stored')}"
+    t = Table(title=f"{report.n_questions} questions · {report.retrieval.label()}{model}{how} · "
+                    f"located by {report.locate} · "
                     "mean ± std ×100", title_justify="left")
     t.add_column("strategy")
     t.add_column("k", justify="right")
@@ -189,7 +176,7 @@ def _table(report) -> None:
                   str(r["chunks"]), f"{r['tokens_mean']:.0f}", f"{secs:.1f}")
     out.print(t)
     if report.paired:
-        p = Table(title=f"against {report.baseline}: mean per-question difference ×100 [bootstrap 95% CI]",
+        p = Table(title=f"against {report.baseline}: mean per-question difference ×100 \\[bootstrap 95% CI]",
                   title_justify="left")
         for col in ("strategy", "k", "metric", "diff", "95% CI", "W/T/L"):
             p.add_column(col)

@@ -1,7 +1,7 @@
 """Options shared by several commands: one name, one help text, one environment variable."""
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -72,9 +72,66 @@ EmbedFields = Annotated[Optional[str], typer.Option(
     "--embed-fields", envvar="CHUNKCTL_EMBED_FIELDS", metavar="F,F,...",
     help="The metadata fields of the block, in order (trimming drops from the end). Default: every field the "
          "enrichers write: document, section, pages, file, title, context, summary, keywords, entities, questions.")]
-Fusion = Annotated[str, typer.Option(
-    "--fusion", envvar="CHUNKCTL_FUSION",
-    help="none, unified (score against normalise(alpha*text vector + (1-alpha)*metadata vector)) or late "
-         "(alpha*cos(text) + (1-alpha)*cos(metadata)); both need enriched chunks, best with --embed-format plain.")]
-Alpha = Annotated[float, typer.Option("--alpha", envvar="CHUNKCTL_ALPHA", min=0.0, max=1.0,
-                                      help="The text side's weight in --fusion.")]
+
+
+# Retrieval: one bundle of options, added to `search`, `eval` and `tune` by `retrieval_options`;
+# their names are the fields of chunkctl.retrieval.Retrieval and the keys of chunkctl.toml.
+def _opt(name: str, help: str, **kw):
+    return typer.Option(f"--{name.replace('_', '-')}", envvar=f"CHUNKCTL_{name.upper()}", help=help, **kw)
+
+
+RETRIEVAL_OPTIONS: dict[str, tuple[type, Any]] = {
+    "mode": (str, _opt("mode", "vector (cosine), bm25, or hybrid (both, joined as --combine says).")),
+    "combine": (str, _opt("combine", "How hybrid joins its sides: score (normalised scores, weighed by "
+                                     "--dense-weight) or rrf (reciprocal rank fusion).")),
+    "dense_weight": (float, _opt("dense_weight", "The dense side's share in score fusion (BM25 gets the rest).",
+                                 min=0.0, max=1.0)),
+    "depth": (int, _opt("depth", "Candidates taken from each side before combining (at least -k).", min=1)),
+    "bm25_k1": (float, _opt("bm25_k1", "BM25 term-frequency saturation.", min=0.0)),
+    "bm25_b": (float, _opt("bm25_b", "BM25 length normalisation.", min=0.0, max=1.0)),
+    "index": (str, _opt("index", "exact (cosine over every vector) or hnsw (DuckDB vss index, built on first use "
+                                 "and rebuilt when vectors change).")),
+    "memory": (str, _opt("memory", "none, mixed (one index over chunks and MoM's outline and core entries; a memory "
+                                   "hit brings its document's chunks) or per-layer (each layer apart, fused by RRF).")),
+    "fusion": (str, _opt("fusion", "none, unified (score against normalise(alpha*text vector + (1-alpha)*metadata "
+                                   "vector)) or late (alpha*cos(text) + (1-alpha)*cos(metadata)); both need enriched "
+                                   "chunks, best with --embed-format plain.")),
+    "alpha": (float, _opt("alpha", "The text side's weight in --fusion.", min=0.0, max=1.0)),
+    "rerank": (str, _opt("rerank", "none, or llm: the best --rerank-depth candidates reordered by the LLM's "
+                                   "yes/no relevance judgement (the global --llm options; cached).")),
+    "rerank_depth": (int, _opt("rerank_depth", "Candidates the reranker reads per query.", min=1)),
+    "expand": (int, _opt("expand", "Return each hit with this many neighbouring chunks on either side (touching "
+                                   "results merge): small chunks to rank, larger spans to read.", min=0)),
+    "cutoff": (str, _opt("cutoff", "k (return k results) or sage (treat the k as candidates and stop where "
+                                   "relevance drops sharply).")),
+}
+
+
+def retrieval_options(fn):
+    """Adds the retrieval options to a command and hands it one validated ``retrieval`` (a
+    ``chunkctl.retrieval.Retrieval``) in their place; an invalid combination is a usage error."""
+    import functools
+    import inspect
+
+    from chunkctl.retrieval import Retrieval
+
+    defaults = Retrieval()
+    sig = inspect.signature(fn, eval_str=True)
+    own = [p for p in sig.parameters.values() if p.name != "retrieval"]
+    extra = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[kind, option],
+                               default=getattr(defaults, name)) for name, (kind, option) in RETRIEVAL_OPTIONS.items()]
+
+    @functools.wraps(fn)
+    def command(*args, **kwargs):
+        values = {name: kwargs.pop(name) for name in RETRIEVAL_OPTIONS}
+        try:
+            retrieval = Retrieval(**values)
+        except ValueError as e:
+            from chunkctl.cli.render import USAGE, fail
+
+            fail(str(e), USAGE)
+        return fn(*args, retrieval=retrieval, **kwargs)
+
+    command.__signature__ = sig.replace(parameters=own + extra)
+    command.__annotations__ = {p.name: p.annotation for p in own + extra}
+    return command

@@ -3,6 +3,7 @@ results, and the exit codes every command uses."""
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 import sys
 from typing import Any
 
@@ -124,3 +125,35 @@ def llm_settings_from(ctx, db: str | None, device: str = "auto"):
                        timeout=float(o["llm_timeout"]), retries=int(o["llm_retries"]),
                        concurrency=int(o["llm_concurrency"]), max_tokens_total=o["llm_max_tokens_total"],
                        cache=cache, price=price, device=device)
+
+
+def reranker_from(ctx, retrieval, db: str | None, device: str = "auto"):
+    """The LLM reranker when ``retrieval`` asks for one (None otherwise); usage errors exit 2."""
+    if retrieval.rerank == "none":
+        return None
+    from chunkctl.llm import LLMError, open_llm
+    from chunkctl.rerank import LLMReranker
+
+    try:
+        return LLMReranker(open_llm(llm_settings_from(ctx, db, device)))
+    except LLMError as e:
+        fail(str(e), USAGE)
+
+
+@contextmanager
+def progress_bar(quiet: bool, what: str):
+    """A ``step(description, done, total)`` callback that draws a bar with the elapsed time and an
+    ETA on a terminal's stderr; silent with -q/--json or when stderr is not a terminal."""
+    if quiet or not err.is_terminal:
+        yield lambda *_: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TimeRemainingColumn(), console=err, transient=True) as bar:
+        task = bar.add_task(what, total=None)
+
+        def step(description: str, done: int, total: int) -> None:
+            bar.update(task, description=f"{what}: {description}", completed=done, total=total)
+
+        yield step

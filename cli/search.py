@@ -5,8 +5,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from chunkctl.cli.options import Alpha, Db, Device, Fusion, Json, Model, Quiet
-from chunkctl.cli.render import USAGE, embedder_from, err, fail, open_store, out, print_json
+from chunkctl.cli.options import Db, Device, Json, Model, Quiet, retrieval_options
+from chunkctl.cli.render import USAGE, embedder_from, err, fail, open_store, out, print_json, reranker_from
 
 Strategy = Annotated[Optional[str], typer.Option("--strategy", "-s",
                                                  help="Only chunks of this strategy (id or name).")]
@@ -34,45 +34,27 @@ def embed_cmd(db: Db = "chunkctl.duckdb", model: Model = "minilm", device: Devic
                       "first tokens are in their vectors", highlight=False)
 
 
+@retrieval_options
 def search_cmd(
+    ctx: typer.Context,
     query: Annotated[str, typer.Argument(help="What to look for.")],
     db: Db = "chunkctl.duckdb",
-    k: Annotated[int, typer.Option("-k", min=1, help="How many chunks to return.")] = 10,
-    mode: Annotated[str, typer.Option("--mode", help="vector (exact cosine), bm25, or hybrid (reciprocal "
-                                                     "rank fusion of both).")] = "vector",
+    k: Annotated[int, typer.Option("-k", min=1, help="How many results to return.")] = 10,
     strategy: Strategy = None,
     model: Model = "minilm",
     device: Device = "auto",
-    index: Annotated[str, typer.Option("--index", help="exact (cosine over every vector; fine to ~100k chunks) or "
-                                                       "hnsw (DuckDB vss index, built on first use and rebuilt when "
-                                                       "vectors change).")] = "exact",
-    cutoff: Annotated[str, typer.Option("--cutoff", help="k (return k results) or sage (treat the k as candidates "
-                                                         "and stop where relevance drops sharply).")] = "k",
-    memory: Annotated[str, typer.Option("--memory", help="none, mixed (one index over chunks and MoM's outline and "
-                                                         "core entries; a memory hit brings its document's chunks) "
-                                                         "or per-layer (each layer searched apart, then fused by "
-                                                         "RRF).")] = "none",
-    fusion: Fusion = "none",
-    alpha: Alpha = 0.7,
     json_out: Json = False,
+    retrieval=None,  # the retrieval options, validated (cli.options.retrieval_options)
 ) -> None:
-    """Search stored chunks; shows document, pages, heading path, score and a snippet."""
-    from chunkctl.store.fusion import FUSIONS
-    from chunkctl.store.memory import MEMORY_MODES
-    from chunkctl.store.vectors import CUTOFFS, INDEXES, MODES, search
+    """Search stored chunks; shows document, pages, heading path, score and a snippet. The retrieval
+    options are eval's, so `chunkctl eval` measures exactly what search returns."""
+    from chunkctl.retrieval import search
 
-    for flag, value, allowed in (("--mode", mode, MODES), ("--index", index, INDEXES), ("--cutoff", cutoff, CUTOFFS),
-                                 ("--memory", memory, MEMORY_MODES), ("--fusion", fusion, FUSIONS)):
-        if value not in allowed:
-            fail(f"{flag} must be one of {', '.join(allowed)}", USAGE)
-    embedder = embedder_from(model, device) if mode != "bm25" else None
+    embedder = embedder_from(model, device) if retrieval.dense else None
+    reranker = reranker_from(ctx, retrieval, db, device)
     with open_store(db) as store:
-        if embedder is not None and not store.query("SELECT 1 FROM embeddings WHERE model_id = ? LIMIT 1",
-                                                    [embedder.model_id]):
-            fail(f"no {embedder.model_id} vectors in {db}: run `chunkctl embed --db {db}` first", USAGE)
         try:
-            hits = search(store, query, k=k, mode=mode, strategy=strategy, embedder=embedder, index=index,
-                          cutoff=cutoff, memory=memory, fusion=fusion, alpha=alpha)
+            hits = search(store, query, k, retrieval, strategy, embedder, reranker)
         except ValueError as e:
             fail(str(e), USAGE)
     if json_out:

@@ -20,8 +20,6 @@ from chunkctl.store.db import Store
 if TYPE_CHECKING:
     import numpy as np
 
-FUSIONS = ("none", "unified", "late")
-
 
 def fusion_scores(qvecs: np.ndarray, text_vecs: np.ndarray, meta_vecs: np.ndarray, fusion: str,
                   alpha: float) -> np.ndarray:
@@ -54,21 +52,3 @@ def metadata_matrix(store: Store, model_id: str, strategy: str | None, chunk_ids
         if cid in pos:
             out[pos[cid]] = vecs[j]
     return out
-
-
-def fused_search(store: Store, query_vec, model_id: str, strategy: str | None, k: int, fusion: str,
-                 alpha: float) -> list[tuple[str, float]]:
-    """The top ``k`` (chunk_id, score) of one query under ``fusion``."""
-    import numpy as np
-
-    rows = store.query("SELECT c.chunk_id, e.vec FROM chunks c JOIN embeddings e USING (chunk_id) "
-                       "WHERE e.model_id = ? AND (? IS NULL OR c.strategy_id = ?) ORDER BY c.chunk_id",
-                       [model_id, strategy, strategy])
-    if not rows:
-        return []
-    ids = [r[0] for r in rows]
-    text_vecs = np.asarray([r[1] for r in rows], dtype=np.float32)
-    meta = metadata_matrix(store, model_id, strategy, ids, text_vecs.shape[1])
-    scores = fusion_scores(np.asarray(query_vec, dtype=np.float32)[None, :], text_vecs, meta, fusion, alpha)[0]
-    top = np.argsort(-scores, kind="stable")[:k]
-    return [(ids[i], float(scores[i])) for i in top]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING, Sequence
 
+from chunkctl.ranking import rrf
 from chunkctl.store.db import Store
 
 if TYPE_CHECKING:  # numpy is imported where vectors are used: ingest's start-up does not pay for it
@@ -28,8 +29,6 @@ if TYPE_CHECKING:  # numpy is imported where vectors are used: ingest's start-up
 
 LAYERS = ("outline", "core")  # MoM's, which --memory searches
 ALL_LAYERS = (*LAYERS, "metadata")  # and the enrichment's metadata block (unified and late fusion)
-MEMORY_MODES = ("none", "mixed", "per-layer")
-RRF_K = 60
 
 
 def memory_id(chunk_id: str, layer: str) -> str:
@@ -133,27 +132,5 @@ def rank_with_memory(qvecs: np.ndarray, chunk_ids: Sequence[str], chunk_docs: Se
             if idx:
                 top = _top(mem_scores[qi][idx], depth)
                 rankings.append(list(dict.fromkeys(mem_chunks[idx[j]] for j in top)))
-        fused: dict[str, float] = {}
-        for ranking in rankings:
-            for rank, cid in enumerate(ranking, start=1):
-                if cid in pos:
-                    fused[cid] = fused.get(cid, 0.0) + 1.0 / (RRF_K + rank)
-        out.append(sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[:depth])
+        out.append(rrf([[(cid, 0.0) for cid in ranking if cid in pos] for ranking in rankings])[:depth])
     return out
-
-
-def memory_search(store: Store, query_vec, model_id: str, strategy: str | None, k: int,
-                  mode: str) -> list[tuple[str, float]]:
-    """The top ``k`` (chunk_id, score) for one query over chunks and their memory layers."""
-    import numpy as np
-
-    rows = store.query("SELECT c.chunk_id, c.doc_id, e.vec FROM chunks c JOIN embeddings e USING (chunk_id) "
-                       "WHERE e.model_id = ? AND (? IS NULL OR c.strategy_id = ?) ORDER BY c.chunk_id",
-                       [model_id, strategy, strategy])
-    if not rows:
-        return []
-    chunk_vecs = np.asarray([r[2] for r in rows], dtype=np.float32)
-    mem_chunks, layers, mem_vecs = memory_vectors(store, model_id, strategy)
-    q = np.asarray(query_vec, dtype=np.float32)[None, :]
-    return rank_with_memory(q, [r[0] for r in rows], [r[1] for r in rows], chunk_vecs, mem_chunks, layers,
-                            mem_vecs, mode, k)[0]

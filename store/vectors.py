@@ -1,23 +1,17 @@
-"""Vectors in the store: the embedding stage's writes (each vector once, found again by the hash
-of its exact text) and search by exact cosine or an HNSW index (vss), BM25 (DuckDB's fts extension,
-loaded from its PyPI wheel) or both fused by RRF, with an optional SAGE cut-off."""
+"""Vectors in the store: the embedding stage's writes, each vector once, found again by the hash
+of its exact text. What search reads is in ``store/index.py``."""
 from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from chunkctl.store.db import Store
-from chunkctl.store.extensions import load_extensions
 
-MODES = ("vector", "bm25", "hybrid")
-INDEXES = ("exact", "hnsw")
-CUTOFFS = ("k", "sage")
 # Chunks per committed batch on a GPU: the model takes 8k chunks in ~0.2 s, so fewer, larger
 # DuckDB commits matter more than latency (bench/embed_gpu.py)
 GPU_BATCH = 32768
-RRF_K = 60  # reciprocal rank fusion constant (Cormack et al.), as most hybrid retrievers use
 
 
 @dataclass
@@ -162,7 +156,8 @@ def missing_vectors(store: Store, model_id: str, strategy: str | None = None, af
     """The next ``limit`` (chunk_id, text) after ``after`` with no vector of the model: a cursor,
     so a store of millions of chunks is embedded in bounded memory."""
     return store.query(
-        "SELECT c.chunk_id, coalesce(c.embed_text, c.text) FROM chunks c WHERE c.chunk_id > ? AND (? IS NULL OR c.strategy_id = ?) "
+        "SELECT c.chunk_id, coalesce(c.embed_text, c.text) FROM chunks c WHERE c.chunk_id > ? "
+        "AND (? IS NULL OR c.strategy_id = ?) "
         "AND NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.chunk_id = c.chunk_id AND e.model_id = ?) "
         "ORDER BY c.chunk_id LIMIT ?", [after, strategy, strategy, model_id, limit])
 
@@ -264,166 +259,3 @@ class EmbedStage:
 
         self.result.memories = embed_memories(self.store, self.embedder)
         return self.result
-
-
-@dataclass
-class Hit:
-    chunk_id: str
-    score: float
-    path: str = ""
-    seq: int = 0
-    char_start: int = 0
-    char_end: int = 0
-    page_start: int | None = None
-    page_end: int | None = None
-    heading_path: list[str] = field(default_factory=list)
-    text: str = ""
-
-
-def _vector_ranks(store: Store, query_vec, model_id: str, strategy: str | None, k: int,
-                  index: str = "exact") -> list[tuple[str, float]]:
-    q = list(map(float, query_vec))
-    if index == "hnsw":
-        table = _hnsw_table(store, model_id, len(q))
-        # the index answers an ORDER BY ... LIMIT without a filter: fetch more, then keep the strategy's
-        fetch = k if strategy is None else 10 * k
-        rows = store.query(f"SELECT h.chunk_id, 1 - array_cosine_distance(h.vec, ?::FLOAT[{len(q)}]) AS score "
-                           f"FROM {table} h ORDER BY array_cosine_distance(h.vec, ?::FLOAT[{len(q)}]) LIMIT ?",
-                           [q, q, fetch])
-        if strategy is not None:
-            keep = {r[0] for r in store.query("SELECT chunk_id FROM chunks WHERE strategy_id = ? AND chunk_id IN "
-                                              "(SELECT unnest(?))", [strategy, [r[0] for r in rows]])}
-            rows = [r for r in rows if r[0] in keep]
-        return rows[:k]
-    return store.query(
-        "SELECT e.chunk_id, list_cosine_similarity(e.vec, ?::FLOAT[]) AS score FROM embeddings e "
-        "JOIN chunks c USING (chunk_id) WHERE e.model_id = ? AND (? IS NULL OR c.strategy_id = ?) "
-        "ORDER BY score DESC, e.chunk_id LIMIT ?", [q, model_id, strategy, strategy, k])
-
-
-def _fingerprint(store: Store, sql: str, params: Sequence[Any]) -> str:
-    return str(store.query(f"SELECT count(*), coalesce(sum(hash(chunk_id)), 0) FROM ({sql})", params)[0])
-
-
-def _hnsw_table(store: Store, model_id: str, dim: int) -> str:
-    """An HNSW index (DuckDB vss) over one model's vectors, as FLOAT[dim] arrays, rebuilt only when
-    the vectors changed. Persisting it in a file store needs vss's experimental persistence flag:
-    the index is derived data, rebuilt from ``embeddings`` whenever its fingerprint is stale."""
-    load_extensions(store.con, ["vss"])
-    store.con.execute("SET hnsw_enable_experimental_persistence = true")
-    name = "hnsw_" + hashlib.blake2b(model_id.encode(), digest_size=4).hexdigest()
-    select = "SELECT chunk_id FROM embeddings WHERE model_id = ?"
-    fingerprint = _fingerprint(store, select, [model_id])
-    if store.query("SELECT fingerprint FROM fts_indexes WHERE name = ?", [name]) != [(fingerprint,)]:
-        with store.transaction():
-            store.con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT chunk_id, vec::FLOAT[{dim}] AS vec "
-                              "FROM embeddings WHERE model_id = ?", [model_id])
-            store.con.execute(f"CREATE INDEX {name}_idx ON {name} USING HNSW (vec) WITH (metric = 'cosine')")
-            store.con.execute("DELETE FROM fts_indexes WHERE name = ?", [name])
-            store.con.execute("INSERT INTO fts_indexes VALUES (?, ?, ?)", [name, None, fingerprint])
-    return name
-
-
-def sage_cutoff(scores: Sequence[float], gap: float = 0.3, k_min: int = 1, eps: float = 1e-6) -> int:
-    """How many of the ranked results to keep: SAGE's selection by the speed at which relevance
-    drops (Zhang et al., 2025). The paper gives no formula; this is the spec's reading (INFERRED):
-    the first i >= k_min where the relative drop (s_i - s_(i+1)) / |s_i| exceeds ``gap``; else all."""
-    for i in range(max(k_min, 1), len(scores)):
-        if (scores[i - 1] - scores[i]) / max(abs(scores[i - 1]), eps) > gap:
-            return i
-    return len(scores)
-
-
-def _fts_table(store: Store, strategy: str | None) -> str:
-    """A BM25 index over the chunks of one strategy (so IDF is that strategy's, not a mix of
-    overlapping strategies), rebuilt only when those chunks changed."""
-    name = "fts_" + hashlib.blake2b((strategy or "*").encode(), digest_size=4).hexdigest()
-    fingerprint = _fingerprint(store, "SELECT chunk_id FROM chunks WHERE ? IS NULL OR strategy_id = ?",
-                               [strategy, strategy])
-    if store.query("SELECT fingerprint FROM fts_indexes WHERE name = ?", [name]) != [(fingerprint,)]:
-        with store.transaction():
-            store.con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT chunk_id, text FROM chunks "
-                              "WHERE ? IS NULL OR strategy_id = ?", [strategy, strategy])
-            store.con.execute(f"PRAGMA create_fts_index('{name}', 'chunk_id', 'text', overwrite = 1)")
-            store.con.execute("DELETE FROM fts_indexes WHERE name = ?", [name])
-            store.con.execute("INSERT INTO fts_indexes VALUES (?, ?, ?)", [name, strategy, fingerprint])
-    return name
-
-
-def bm25_ranks(store: Store, query: str, strategy: str | None, k: int) -> list[tuple[str, float]]:
-    load_extensions(store.con, ["fts"])
-    table = _fts_table(store, strategy)
-    return store.query(f"SELECT chunk_id, score FROM (SELECT chunk_id, fts_main_{table}.match_bm25(chunk_id, ?) "
-                       f"AS score FROM {table}) WHERE score IS NOT NULL ORDER BY score DESC, chunk_id LIMIT ?",
-                       [query, k])
-
-
-def rrf(rankings: Sequence[Sequence[tuple[str, float]]], k: int) -> list[tuple[str, float]]:
-    scores: dict[str, float] = {}
-    for ranking in rankings:
-        for rank, (cid, _) in enumerate(ranking, start=1):
-            scores[cid] = scores.get(cid, 0.0) + 1.0 / (RRF_K + rank)
-    return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
-
-
-def search(store: Store, query: str, k: int = 10, mode: str = "vector", strategy: str | None = None,
-           embedder=None, index: str = "exact", cutoff: str = "k", memory: str = "none", fusion: str = "none",
-           alpha: float = 0.7) -> list[Hit]:
-    """The top ``k`` chunks for ``query``; with ``cutoff="sage"`` the top k are a candidate pool
-    and SAGE's relevance-drop rule decides how many of them to return. ``memory`` (mixed or
-    per-layer) also searches MoM's outline and core layers (``store/memory.py``); ``fusion``
-    (unified or late) weighs each chunk's text vector by ``alpha`` against its metadata block's
-    (``store/fusion.py``)."""
-    from chunkctl.store.fusion import FUSIONS, fused_search
-    from chunkctl.store.memory import MEMORY_MODES, memory_search
-
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(MODES)}")
-    if memory not in MEMORY_MODES:
-        raise ValueError(f"memory must be one of {', '.join(MEMORY_MODES)}")
-    if memory != "none" and (mode != "vector" or index != "exact"):
-        raise ValueError("--memory searches exact vectors: use it with --mode vector --index exact")
-    if fusion not in FUSIONS or not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}, alpha between 0 and 1")
-    if fusion != "none" and (mode != "vector" or index != "exact" or memory != "none"):
-        raise ValueError("--fusion scores exact vectors: use it with --mode vector --index exact, without --memory")
-    if index not in INDEXES or cutoff not in CUTOFFS:
-        raise ValueError(f"index must be one of {', '.join(INDEXES)}; cutoff one of {', '.join(CUTOFFS)}")
-    if strategy is not None:  # accept a strategy name when it is unambiguous
-        ids = [r[0] for r in store.query("SELECT strategy_id FROM strategies WHERE strategy_id = ? OR name = ?",
-                                         [strategy, strategy])]
-        if len(ids) != 1:
-            raise ValueError(f"--strategy {strategy!r} matches {len(ids)} stored strategies")
-        strategy = ids[0]
-    vector = bm25 = []
-    if fusion != "none":
-        if embedder is None:
-            raise ValueError("fused search needs an embedder")
-        from chunkctl.store.memory import embed_memories
-
-        embed_memories(store, embedder, strategy)  # metadata blocks stored without a vector
-        vector = fused_search(store, embedder.embed([query])[0], embedder.model_id, strategy, k, fusion, alpha)
-    elif memory != "none":
-        if embedder is None:
-            raise ValueError("memory search needs an embedder")
-        from chunkctl.store.memory import embed_memories
-
-        embed_memories(store, embedder, strategy)  # entries stored without a vector (an ingest without one)
-        vector = memory_search(store, embedder.embed([query])[0], embedder.model_id, strategy, k, memory)
-    elif mode in ("vector", "hybrid"):
-        if embedder is None:
-            raise ValueError("vector search needs an embedder")
-        vector = _vector_ranks(store, embedder.embed([query])[0], embedder.model_id, strategy,
-                               k if mode == "vector" else max(4 * k, 50), index)
-    if mode in ("bm25", "hybrid"):
-        bm25 = bm25_ranks(store, query, strategy, k if mode == "bm25" else max(4 * k, 50))
-    ranked = vector if mode == "vector" else bm25 if mode == "bm25" else rrf([vector, bm25], k)
-    if cutoff == "sage":
-        ranked = ranked[:sage_cutoff([score for _, score in ranked])]
-    if not ranked:
-        return []
-    info = {r[0]: r[1:] for r in store.query(
-        "SELECT c.chunk_id, d.path, c.seq, c.char_start, c.char_end, c.page_start, c.page_end, c.heading_path, "
-        "c.text FROM chunks c JOIN documents d USING (doc_id) WHERE c.chunk_id IN (SELECT unnest(?))",
-        [[cid for cid, _ in ranked]])}
-    return [Hit(cid, float(score), *info[cid]) for cid, score in ranked if cid in info]

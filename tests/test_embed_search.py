@@ -278,7 +278,7 @@ def test_hnsw_index_agrees_with_exact_search_and_follows_changes(cli, sample_cop
 
 
 def test_sage_cutoff():
-    from chunkctl.store.vectors import sage_cutoff
+    from chunkctl.ranking import sage_cutoff
 
     assert sage_cutoff([0.9, 0.88, 0.86, 0.4, 0.39, 0.38]) == 3  # a cliff after the third
     assert sage_cutoff([0.9, 0.89, 0.88, 0.87]) == 4  # no cliff: the whole pool

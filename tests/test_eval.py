@@ -13,6 +13,7 @@ import pytest
 from chunkctl.evaluate import metrics as M
 from chunkctl.evaluate.qa import Reference, load_qa, place
 from chunkctl.evaluate.run import EvalOptions, evaluate
+from chunkctl.retrieval import Retrieval
 from conftest import SAMPLE_DOCS
 
 CHROMA = Path(__file__).resolve().parent.parent.parent / "shared" / "bench-data" / "chroma"
@@ -128,7 +129,7 @@ def test_precision_omega_reproduces_chroma(tmp_path):
     with Store(tmp_path / "chroma.duckdb") as store:
         got = {}
         for locate in ("find", "offsets"):
-            rep = evaluate(store, qa, EvalOptions(chunkers, ks=[5], mode="bm25", locate=locate),
+            rep = evaluate(store, qa, EvalOptions(chunkers, ks=[5], retrieval=Retrieval(mode="bm25"), locate=locate),
                            corpus=[str(CHROMA / "corpora")])
             assert rep.n_questions == 472 and not rep.problems
             got[locate] = {r["strategy"]: 100 * r["precision_omega"] for r in rep.rows()}
@@ -315,7 +316,8 @@ def test_eval_on_a_squad_file_writes_its_documents_beside_the_store(cli, tmp_pat
             {"question": "At what temperature are seeds kept?", "answers": [{"text": "minus eighteen degrees Celsius",
                                                                              "answer_start": 25}]}]},
         {"context": "Every ten years a sample of each accession is germinated.", "qas": [
-            {"question": "How often is a sample germinated?", "answers": [{"text": "Every ten years", "answer_start": 0}]}]}]}]}
+            {"question": "How often is a sample germinated?",
+             "answers": [{"text": "Every ten years", "answer_start": 0}]}]}]}]}
     f = tmp_path / "squad.json"
     f.write_text(json.dumps(data))
     code, out, err = cli("eval", "--qa", f, "--db", tmp_path / "s.duckdb", "--mode", "bm25", "-c", "sentence:size=16",

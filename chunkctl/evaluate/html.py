@@ -103,7 +103,7 @@ def render(report: EvalReport, title: str = "chunkctl eval") -> str:
 padding:3px 6px;text-align:right}}td:first-child{{text-align:left}}figure{{display:inline-block;margin:1em}}
 figcaption{{font-size:12px;max-width:{W}px}}</style></head><body>
 <h1>{html.escape(title)}</h1>
-<p>{report.n_questions} questions · retrieval {html.escape(report.mode)} {html.escape(report.model_id or '')} ·
+<p>{report.n_questions} questions · retrieval {html.escape(report.retrieval.label())} {html.escape(report.model_id or '')} ·
 chunks located by {html.escape(report.locate)} · mean ± population std, ×100</p>
 <table><tr>{head}</tr>{rows}</table>
 <div id="plots">{"".join(plots)}</div>

@@ -38,8 +38,8 @@ def block_integrity(blocks: Sequence[tuple[int, int]], chunk_starts: Sequence[in
     cuts = sorted(chunk_starts)[1:]
     if not cuts:
         return 1.0
-    intact = sum(not any(l < p < r and p - l > BI_TOLERANCE and r - p > BI_TOLERANCE for p in cuts)
-                 for l, r in blocks)
+    intact = sum(not any(lo < p < hi and p - lo > BI_TOLERANCE and hi - p > BI_TOLERANCE for p in cuts)
+                 for lo, hi in blocks)
     return intact / len(blocks)
 
 

@@ -46,7 +46,8 @@ def failed_gates(report: EvalReport, gates: list[Gate]) -> list[str]:
 
 
 def as_dict(report: EvalReport) -> dict:
-    return {"questions": report.n_questions, "mode": report.mode, "locate": report.locate, "model": report.model_id,
+    return {"questions": report.n_questions, "mode": report.mode, "retrieval": report.retrieval.as_dict(),
+            "locate": report.locate, "model": report.model_id,
             "baseline": report.baseline, "results": report.rows(), "paired": report.paired,
             "problems": report.problems}
 
@@ -61,8 +62,8 @@ def write_json(report: EvalReport, path: str) -> None:
 
 def markdown(report: EvalReport) -> str:
     head = "| strategy | k | " + " | ".join(h for _, h in SHOWN) + " | chunks | mean tokens |"
-    lines = [f"{report.n_questions} questions; retrieval {report.mode}"
-             + (f" ({report.model_id})" if report.model_id and report.mode != "bm25" else "")
+    lines = [f"{report.n_questions} questions; retrieval {report.retrieval.label()}"
+             + (f" ({report.model_id})" if report.model_id and report.retrieval.dense else "")
              + f"; chunks located by {report.locate}; mean ± population std, ×100", "",
              head, "|" + "---|" * (len(SHOWN) + 4)]
     for r in report.rows():

@@ -18,6 +18,7 @@ import numpy as np
 
 from chunkctl.evaluate import metrics as M
 from chunkctl.evaluate.qa import QASet, Question, place
+from chunkctl.retrieval import ChunkTable, Retrieval, rank
 
 K_MIN = "min"  # k = the number of chunks that touch the question's references (capped at 20)
 K_MIN_CAP = 20
@@ -28,7 +29,7 @@ LOCATES = ("offsets", "find")
 class EvalOptions:
     chunkers: Sequence[Any]  # Chunker instances; a baseline, when given, is among them
     ks: Sequence[int | str] = (5,)
-    mode: str = "vector"  # vector | bm25 | hybrid
+    retrieval: Retrieval = Retrieval()  # what search does with the same settings (chunkctl.retrieval)
     locate: str = "offsets"
     embedder: Any = None  # needed for vector and hybrid
     baseline: Any = None  # a Chunker: paired statistics of every other strategy against it
@@ -36,10 +37,8 @@ class EvalOptions:
     intrinsic: bool = False  # Adaptive Chunking's SC, ICC, DCC, BI (RC unavailable offline)
     llm: Any = None  # a chunkctl.llm.LLM: with it, ChunkScore per document (QChunker) is reported
     llm_settings: Any = None  # chunkctl.llm.LLMSettings for LLM chunkers; None: the defaults
-    memory: str = "none"  # none | mixed | per-layer: MoM's memory layers in retrieval (store/memory.py)
     enrichment: Any = None  # chunkctl.enrich.Enrichment applied to every strategy's chunks; None: as stored
-    fusion: str = "none"  # none | unified | late: text and metadata vectors fused (store/fusion.py)
-    alpha: float = 0.7  # the text side's weight in fusion (bench/enrich_effect.py: 0.7 beat 0.5 in every row)
+    reranker: Any = None  # a chunkctl.rerank.LLMReranker, for --rerank llm
 
 
 @dataclass
@@ -59,12 +58,16 @@ class EvalReport:
     strategies: list[StrategyResult]
     n_questions: int
     problems: list[str]  # references moved or not placed, questions left out
-    mode: str
+    retrieval: Retrieval
     locate: str
     model_id: str | None
     baseline: str | None = None
     paired: list[dict] = field(default_factory=list)
     question_docs: list[str] = field(default_factory=list)  # each scored question's document (file name)
+
+    @property
+    def mode(self) -> str:
+        return self.retrieval.mode
 
     def rows(self) -> list[dict]:
         return [r for s in self.strategies for r in s.rows]
@@ -123,74 +126,24 @@ def place_questions(qa: QASet, docs: dict[str, tuple[str, str]], roots: Sequence
     return placed, problems
 
 
-def _chunks(store, strategy_id: str, doc_ids: set[str], docs, locate: str):
-    rows = store.query("SELECT chunk_id, doc_id, char_start, char_end, text, n_tokens FROM chunks "
-                       "WHERE strategy_id = ? ORDER BY doc_id, seq", [strategy_id])
-    rows = [r for r in rows if r[1] in doc_ids]
-    if locate == "find":
-        rows = [(cid, d, (s2 := docs[d][1].find(t)), s2 + len(t), t, n) for cid, d, s, e, t, n in rows]
-    return rows
+def _located(table: ChunkTable, docs, locate: str) -> list[M.Span]:
+    """Each chunk's span as scored: its true offsets, or the first occurrence of its text (``find``)."""
+    if locate != "find":
+        return list(table.spans)
+    out = []
+    for d, t, span in zip(table.docs, table.texts, table.spans):
+        s = docs[d][1].find(t) if d in docs else -1
+        out.append((s, s + len(t)) if s >= 0 else span)
+    return out
 
 
-def _vectors(store, embedder, strategy_id: str, chunk_ids: list[str]) -> np.ndarray:
-    from chunkctl.store.vectors import embed_chunks
-
-    embed_chunks(store, embedder, strategy_id)  # only chunks still without a vector
-    tab = store.con.execute("SELECT e.chunk_id, e.vec FROM embeddings e JOIN chunks c USING (chunk_id) "
-                            "WHERE c.strategy_id = ? AND e.model_id = ?", [strategy_id, embedder.model_id]).arrow()
-    tab = tab.read_all() if hasattr(tab, "read_all") else tab
-    ids = tab.column("chunk_id").to_pylist()
-    flat = tab.column("vec").combine_chunks().flatten().to_numpy(zero_copy_only=False)
-    mat = flat.reshape(len(ids), -1).astype(np.float32)
-    pos = {cid: i for i, cid in enumerate(ids)}
-    return mat[[pos[c] for c in chunk_ids]]
-
-
-def _ranked(store, opts: EvalOptions, qvecs, questions: list[str], strategy_id: str, chunk_ids: list[str],
-            depth: int) -> list[list[int]]:
-    """Top ``depth`` chunk indexes per question."""
-    from chunkctl.store.vectors import bm25_ranks, rrf
-
-    pos = {cid: i for i, cid in enumerate(chunk_ids)}
-    dense = lexical = None
-    fetch = depth if opts.mode != "hybrid" else max(4 * depth, 50)
-    if opts.memory != "none":
-        if opts.mode != "vector":
-            raise ValueError("--memory works with --mode vector")
-        return [[pos[cid] for cid, _ in r] for r in _memory_ranked(store, opts, qvecs, strategy_id, chunk_ids, depth)]
-    if opts.mode in ("vector", "hybrid"):
-        vecs = _vectors(store, opts.embedder, strategy_id, chunk_ids)
-        if opts.fusion != "none":
-            from chunkctl.store.fusion import fusion_scores, metadata_matrix
-            from chunkctl.store.memory import embed_memories
-
-            embed_memories(store, opts.embedder, strategy_id)  # metadata blocks still without a vector
-            meta = metadata_matrix(store, opts.embedder.model_id, strategy_id, chunk_ids, vecs.shape[1])
-            scores = fusion_scores(qvecs, vecs, meta, opts.fusion, opts.alpha)
-        else:
-            scores = qvecs @ vecs.T
-        top = np.argsort(-scores, axis=1, kind="stable")[:, :fetch]
-        dense = [[(chunk_ids[j], float(scores[i, j])) for j in row] for i, row in enumerate(top)]
-    if opts.mode in ("bm25", "hybrid"):
-        lexical = [bm25_ranks(store, q, strategy_id, fetch) for q in questions]
-    if opts.mode == "vector":
-        ranked = dense
-    elif opts.mode == "bm25":
-        ranked = lexical
-    else:
-        ranked = [rrf([d, b], depth) for d, b in zip(dense, lexical)]
-    return [[pos[cid] for cid, _ in r[:depth] if cid in pos] for r in ranked]
-
-
-def _memory_ranked(store, opts: EvalOptions, qvecs, strategy_id: str, chunk_ids: list[str], depth: int):
-    from chunkctl.store.memory import embed_memories, memory_vectors, rank_with_memory
-
-    chunk_vecs = _vectors(store, opts.embedder, strategy_id, chunk_ids)
-    embed_memories(store, opts.embedder, strategy_id)  # only entries still without a vector
-    docs = dict(store.query("SELECT chunk_id, doc_id FROM chunks WHERE strategy_id = ?", [strategy_id]))
-    mem_chunks, layers, mem_vecs = memory_vectors(store, opts.embedder.model_id, strategy_id)
-    return rank_with_memory(qvecs, chunk_ids, [docs[c] for c in chunk_ids], chunk_vecs, mem_chunks, layers,
-                            mem_vecs, opts.memory, depth)
+def result_spans(results, table: ChunkTable, located: Sequence[M.Span]) -> list[tuple[str, M.Span]]:
+    """(doc_id, span) of each result, its chunks placed as ``located`` says."""
+    out = []
+    for res in results:
+        ps = [table.pos[c] for c in res.chunk_ids]
+        out.append((res.doc_id, (min(located[p][0] for p in ps), max(located[p][1] for p in ps))))
+    return out
 
 
 def _chunkscores(chunks, opts: EvalOptions) -> dict[str, float]:
@@ -209,21 +162,20 @@ def _chunkscores(chunks, opts: EvalOptions) -> dict[str, float]:
             "chunkscore_single": sum(c.single_chunk for c in scores)}
 
 
-def score_strategy(placed, chunks, ranked: list[list[int]], ks: Sequence[int | str]) -> dict[str, dict[str, list[float]]]:
-    """Per-question metrics at each k (all pure range arithmetic)."""
-    by_doc: dict[str, list[M.Span]] = {}
-    for _, d, s, e, _, _ in chunks:
-        by_doc.setdefault(d, []).append((s, e))
+def score_strategy(placed, chunks: dict[str, list[M.Span]], ranked: Sequence[Sequence[tuple[str, M.Span]]],
+                   ks: Sequence[int | str]) -> dict[str, dict[str, list[float]]]:
+    """Per-question metrics at each k (all pure range arithmetic): ``chunks`` are each document's
+    chunk spans, ``ranked`` each question's returned (doc_id, span), best first."""
     out = {str(k): {m: [] for m in ("recall", "precision", "iou", "precision_omega", "hit", "mrr", "ndcg",
                                     "coverage")} for k in ks}
     for (q, doc_id, refs), top in zip(placed, ranked):
-        doc_chunks = by_doc.get(doc_id, [])
+        doc_chunks = chunks.get(doc_id, [])
         pomega, touching = M.precision_omega(refs, doc_chunks)
         coverage = M.covered_whole(refs, doc_chunks)
         n_relevant = sum(M.overlaps(c, refs) for c in doc_chunks)
         for k in ks:
             kk = min(touching, K_MIN_CAP) if k == K_MIN else int(k)
-            got = [((chunks[i][2], chunks[i][3]), chunks[i][1] == doc_id) for i in top[:kk]]
+            got = [(span, d == doc_id) for d, span in top[:kk]]
             recall, precision, iou = M.retrieval_scores(refs, got)
             hit, rr, ndcg = M.rank_scores([same and M.overlaps(c, refs) for c, same in got], n_relevant)
             row = out[str(k)]
@@ -237,10 +189,9 @@ def evaluate(store, qa: QASet, opts: EvalOptions, corpus: Sequence[str] | None =
              exclude: Sequence[str] = ()) -> EvalReport:
     from chunkctl.pipeline import IngestOptions, ingest
 
-    if opts.mode in ("vector", "hybrid") and opts.embedder is None:
-        raise ValueError(f"--mode {opts.mode} needs an embedding model")
-    if opts.fusion != "none" and (opts.mode != "vector" or opts.memory != "none"):
-        raise ValueError("--fusion works with --mode vector and without --memory")
+    r = opts.retrieval
+    if r.dense and opts.embedder is None:
+        raise ValueError(f"--mode {r.mode} needs an embedding model")
     chunkers = list(opts.chunkers)
     seconds: dict[str, dict[str, float]] = {}
     rejected: list[str] = []
@@ -275,19 +226,29 @@ def evaluate(store, qa: QASet, opts: EvalOptions, corpus: Sequence[str] | None =
         raise ValueError("no question of the QA set could be placed in the corpus: "
                          + "; ".join(problems[:3]) + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""))
     questions = [q.question for q, _, _ in placed]
-    qvecs = opts.embedder.embed(questions) if opts.mode != "bm25" and questions else None
+    qvecs = opts.embedder.embed(questions) if r.dense and questions else None
     depth = max([K_MIN_CAP if k == K_MIN else int(k) for k in opts.ks] or [5])
     doc_ids = set(docs)
     results = []
     for ch in chunkers:
         sid = ch.strategy_id
-        chunks = _chunks(store, sid, doc_ids, docs, opts.locate)
-        if not chunks:
+        table = ChunkTable(store, sid)
+        inside = [p for p, d in enumerate(table.docs) if d in doc_ids]
+        if not inside:
             raise ValueError(f"no chunks of {ch.spec} in the store for this corpus (ingest it, or pass --corpus)")
+        if r.dense:
+            from chunkctl.store.vectors import embed_chunks
+
+            embed_chunks(store, opts.embedder, sid)  # only chunks still without a vector
+        located = _located(table, docs, opts.locate)
+        by_doc: dict[str, list[M.Span]] = {}
+        for p in inside:
+            by_doc.setdefault(table.docs[p], []).append(located[p])
         t0 = time.perf_counter()
-        ranked = _ranked(store, opts, qvecs, questions, sid, [c[0] for c in chunks], depth)
+        found = rank(store, questions, depth, r, sid, opts.embedder, opts.reranker, table=table, qvecs=qvecs)
         retrieve_s = time.perf_counter() - t0
-        per_q = score_strategy(placed, chunks, ranked, opts.ks)
+        per_q = score_strategy(placed, by_doc, [result_spans(res, table, located) for res in found], opts.ks)
+        chunks = [(table.ids[p], table.docs[p], *located[p], table.texts[p], table.tokens[p]) for p in inside]
         sizes = np.array([c[5] or 0 for c in chunks])
         cstats = {"chunks": len(chunks), "tokens_mean": float(sizes.mean()), "tokens_p50": float(np.median(sizes)),
                   "tokens_p95": float(np.percentile(sizes, 95)), "tokens_max": int(sizes.max()),
@@ -308,15 +269,15 @@ def evaluate(store, qa: QASet, opts: EvalOptions, corpus: Sequence[str] | None =
         rows = []
         for k in opts.ks:
             row = {"strategy": ch.spec, "strategy_id": sid, "k": str(k), "questions": len(placed),
-                   "mode": opts.mode, "memory": opts.memory, "locate": opts.locate,
+                   "mode": r.mode, "retrieval": r.label(), "memory": r.memory, "locate": opts.locate,
                    "enrich": opts.enrichment.label if opts.enrichment is not None else "as stored",
-                   "fusion": opts.fusion if opts.fusion == "none" else f"{opts.fusion}:alpha={opts.alpha:g}",
+                   "fusion": r.fusion if r.fusion == "none" else f"{r.fusion}:alpha={r.alpha:g}",
                    "model": getattr(opts.embedder, "model_id", None)}
             for name, vals in per_q[str(k)].items():
                 row[name], row[name + "_std"] = M.mean_std(vals)
             rows.append({**row, **cstats, **secs})
         results.append(StrategyResult(ch.spec, sid, rows, per_q, cstats, secs, sizes.tolist(), llm_stats.get(sid)))
-    report = EvalReport(results, len(placed), problems, opts.mode, opts.locate,
+    report = EvalReport(results, len(placed), problems, r, opts.locate,
                         getattr(opts.embedder, "model_id", None),
                         question_docs=[Path(docs[d][0]).name for _, d, _ in placed])
     if opts.baseline is not None:
