@@ -51,6 +51,7 @@ def main() -> None:
     from chunkctl.embed import get_embedder
     from chunkctl.evaluate.qa import load_qa
     from chunkctl.evaluate.run import EvalOptions, evaluate
+    from chunkctl.retrieval import Retrieval
     from chunkctl.store import Store
 
     pub = published()
@@ -67,7 +68,8 @@ def main() -> None:
             res = {}
             for label, mode, locate in (("find", "vector", "find"), ("offsets", "vector", "offsets"),
                                         ("bm25", "bm25", "offsets")):
-                rep = evaluate(store, qa, EvalOptions([ch], ks=[5], mode=mode, locate=locate, embedder=emb),
+                rep = evaluate(store, qa, EvalOptions([ch], ks=[5], retrieval=Retrieval(mode=mode), locate=locate,
+                                                                   embedder=emb),
                                corpus=[str(CHROMA / "corpora")])
                 res[label] = rep.rows()[0]
             rows.append((spec, pub.get((name, size, overlap)) if name else None, res, time.perf_counter() - t0))

@@ -55,6 +55,7 @@ def main() -> None:
     from chunkctl.evaluate import metrics as M
     from chunkctl.evaluate.qa import load_qa
     from chunkctl.evaluate.run import EvalOptions, evaluate
+    from chunkctl.retrieval import Retrieval
     from chunkctl.llm import LLMSettings
     from chunkctl.store import Store
 
@@ -75,8 +76,8 @@ def main() -> None:
         base = None
         for label, specs, fmt, fusion, alpha in settings(args.llm):
             enrichment = Enrichment(tuple(parse_enricher(s) for s in specs), fmt, **window)
-            opts = EvalOptions([ch], ks=[5], embedder=emb, llm_settings=llm, enrichment=enrichment, fusion=fusion,
-                               alpha=alpha)
+            opts = EvalOptions([ch], ks=[5], embedder=emb, llm_settings=llm, enrichment=enrichment,
+                               retrieval=Retrieval(mode="vector", fusion=fusion, alpha=alpha))
             t0 = time.perf_counter()
             with Store(db) as store:
                 rep = evaluate(store, qa, opts, corpus=files)

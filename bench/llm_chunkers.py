@@ -43,7 +43,10 @@ def main() -> None:
     from chunkctl.evaluate.qa import load_qa
     from chunkctl.evaluate.run import EvalOptions, evaluate
     from chunkctl.llm import LLMSettings, open_llm
+    from chunkctl.retrieval import Retrieval
     from chunkctl.store import Store
+
+    vector = Retrieval(mode="vector")  # the retrieval its documented results used
 
     Path(args.db).parent.mkdir(parents=True, exist_ok=True)
     settings = LLMSettings(cache=str(Path(args.db).with_suffix(".llm-cache.sqlite")))
@@ -61,9 +64,11 @@ def main() -> None:
                 continue
             ch = parse_spec(spec)
             t0 = time.perf_counter()
-            rep = evaluate(store, qa, EvalOptions([ch], ks=[5], embedder=emb, llm_settings=settings), corpus=files)
+            rep = evaluate(store, qa, EvalOptions([ch], ks=[5], embedder=emb, llm_settings=settings, retrieval=vector),
+                           corpus=files)
             r = rep.strategies[0]
-            cs = evaluate(store, qa_cs, EvalOptions([ch], ks=[5], embedder=emb, llm=llm, llm_settings=settings),
+            cs = evaluate(store, qa_cs, EvalOptions([ch], ks=[5], embedder=emb, llm=llm, llm_settings=settings,
+                                                    retrieval=vector),
                           corpus=[str(CHROMA / "corpora" / f"{CHUNKSCORE_CORPUS}.md")]).strategies[0].chunk_stats
             rows.append((spec, r, cs, time.perf_counter() - t0))
             print(f"  done {spec} in {rows[-1][3]:.0f} s"

@@ -56,6 +56,7 @@ def main() -> None:
     from chunkctl.embed import get_embedder
     from chunkctl.evaluate.qa import load_qa
     from chunkctl.evaluate.run import EvalOptions, evaluate
+    from chunkctl.retrieval import Retrieval
     from chunkctl.llm import LLMSettings, open_llm
     from chunkctl.store import Store
 
@@ -76,7 +77,8 @@ def main() -> None:
         if args.only and spec not in args.only:
             continue
         ch = parse_spec(spec)
-        opts = EvalOptions([ch], ks=[5], embedder=emb, llm=llm, llm_settings=settings, memory=memory)
+        opts = EvalOptions([ch], ks=[5], embedder=emb, llm=llm, llm_settings=settings,
+                           retrieval=Retrieval(mode="vector", memory=memory))
         t0 = time.perf_counter()
         with Store(db) as store:
             rep = evaluate(store, qa, opts, corpus=[str(f) for f in files])

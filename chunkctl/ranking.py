@@ -3,7 +3,7 @@ reciprocal rank fusion, SAGE's cut-off, and widening a hit to its neighbouring c
 (position, score), best first; positions index one strategy's chunk table."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Hashable, Sequence
 
 RRF_K = 60  # reciprocal rank fusion's constant (Cormack et al.), as most hybrid retrievers use
 
@@ -59,10 +59,12 @@ def sage_cutoff(scores: Sequence[float], gap: float = 0.3, k_min: int = 1, eps: 
     return len(scores)
 
 
-def widen(ranked: Sequence[tuple[int, float]], doc_of: Sequence[str], k: int, expand: int) -> list[tuple[int, int, float]]:
-    """The first ``k`` results as (first, last) runs of positions: each hit with ``expand`` chunks
-    of the same document on either side (positions are in document order). A hit inside a run
-    already returned adds nothing; runs that touch merge, so results never overlap."""
+def widen(ranked: Sequence[tuple[int, float]], doc_of: Sequence[Hashable], k: int, expand: int
+          ) -> list[tuple[int, int, float]]:
+    """The first ``k`` results as (first, last) runs of positions. With ``expand`` 0, each hit
+    alone; otherwise each hit with ``expand`` chunks of the same document (``doc_of``: positions
+    are in document order) on either side, a hit inside a run already returned adding nothing and
+    runs that touch merging, so results never overlap."""
     if expand <= 0:
         return [(pos, pos, score) for pos, score in ranked[:k]]
     runs: list[list] = []  # [first, last, score]
@@ -70,6 +72,8 @@ def widen(ranked: Sequence[tuple[int, float]], doc_of: Sequence[str], k: int, ex
     for pos, score in ranked:
         if len(runs) >= k:
             break
+        if any(r[0] <= pos <= r[1] for r in runs):
+            continue  # returned already, with its neighbours
         lo, hi = pos, pos
         while lo > 0 and pos - lo < expand and doc_of[lo - 1] == doc_of[pos]:
             lo -= 1

@@ -18,6 +18,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from chunkctl.chunkers import DEFAULT_SPEC
 from chunkctl.evaluate import metrics as M
 from chunkctl.evaluate.run import corpus_documents, place_questions, result_spans, score_strategy
 from chunkctl.retrieval import ChunkTable, Retrieval, candidates, finish
@@ -29,7 +30,7 @@ RETRIEVALS = (Retrieval(mode="vector"), Retrieval(mode="bm25"), Retrieval(combin
               Retrieval(dense_weight=0.2), Retrieval(dense_weight=0.4), Retrieval(dense_weight=0.6),
               Retrieval(dense_weight=0.4, expand=1))
 METRICS = ("recall", "iou", "precision", "ndcg", "mrr", "hit")
-DEFAULT_CHUNKER = "recursive:size=192"  # the built-in default the winner is compared with
+
 CONTEXT = 1000  # tokens a question may cost on average (k results together)
 
 
@@ -101,7 +102,7 @@ def tune(store, qa, corpus: Sequence[str], opts: TuneOptions, exclude: Sequence[
     if opts.embedder is None and any(r.dense for r in opts.retrievals):
         raise ValueError("tuning dense and hybrid retrieval needs an embedding model")
     chunkers = list(opts.chunkers)
-    default = parse_spec(DEFAULT_CHUNKER)
+    default = parse_spec(DEFAULT_SPEC)  # the built-in default, which the winner is compared with
     if default.strategy_id not in {c.strategy_id for c in chunkers}:
         chunkers.append(default)  # the held-out comparison needs it
     t0 = time.monotonic()
@@ -129,7 +130,7 @@ def tune(store, qa, corpus: Sequence[str], opts: TuneOptions, exclude: Sequence[
     configs = []
     for i, ch in enumerate(done):
         progress and progress(f"rank with {ch.spec}", i, len(done))
-        configs += _configs(store, ch, placed, questions, qvecs, widest, docs, opts)
+        configs += measure(store, ch, placed, questions, qvecs, opts.retrievals, opts.k, docs, opts.embedder, widest)
     report = TuneReport(configs, train, test, None, None, skipped=skipped, problems=problems + moved, options=opts)
     eligible = [c for c in report.ranked() if c.mean_tokens(train) <= opts.context]
     report.winner = eligible[0] if eligible else None
@@ -149,20 +150,23 @@ def tune(store, qa, corpus: Sequence[str], opts: TuneOptions, exclude: Sequence[
     return report
 
 
-def _configs(store, ch, placed, questions, qvecs, widest: Retrieval, docs, opts: TuneOptions) -> list[Config]:
+def measure(store, ch, placed, questions: Sequence[str], qvecs, retrievals: Sequence[Retrieval], k: int, docs,
+            embedder=None, widest: Retrieval | None = None) -> list[Config]:
+    """Every question's metrics at ``k`` under each retrieval setting, for one stored strategy: the
+    candidates are computed once (as ``widest`` asks) and ranked for each setting from them."""
+    widest = widest or replace(Retrieval(), depth=max(r.depth for r in retrievals))
     table = ChunkTable(store, ch.strategy_id)
     by_doc: dict[str, list[M.Span]] = {}
     for p, d in enumerate(table.docs):
         if d in docs:
             by_doc.setdefault(d, []).append(table.spans[p])
-    cands = candidates(store, table, questions, widest, opts.embedder, qvecs)
+    cands = candidates(store, table, questions, widest, embedder, qvecs)
     out = []
-    for r in opts.retrievals:
-        if r.dense and opts.embedder is None:
+    for r in retrievals:
+        if r.dense and embedder is None:
             continue
-        found = finish(table, questions, cands, opts.k, r)
-        per_q = score_strategy(placed, by_doc, [result_spans(res, table, table.spans) for res in found],
-                               [opts.k])[str(opts.k)]
+        found = finish(table, questions, cands, k, r)
+        per_q = score_strategy(placed, by_doc, [result_spans(res, table, table.spans) for res in found], [k])[str(k)]
         tokens = [float(sum(table.tokens[table.pos[c]] or 0 for res in q for c in res.chunk_ids)) for q in found]
         out.append(Config(ch.spec, ch.strategy_id, r, per_q, tokens))
     return out

@@ -12,7 +12,7 @@ Chunkers = Annotated[
     Optional[list[str]],
     typer.Option("--chunker", "-c", envvar="CHUNKCTL_CHUNKER", metavar="SPEC",
                  help="Strategy spec 'name' or 'name:key=value,...' (repeatable; see `chunkctl chunkers`). "
-                      "Default: recursive."),
+                      "Default: recursive:size=192."),
 ]
 PdfBackend = Annotated[str, typer.Option("--pdf-backend", envvar="CHUNKCTL_PDF_BACKEND",
                                          help="PDF text extraction: pdfium (fast, default) or pypdf.")]

@@ -16,9 +16,10 @@ def tune_cmd(
     qa: Annotated[Path, typer.Option("--qa", help="QA set (native JSONL, Chroma's questions_df.csv or SQuAD-style "
                                                   "JSON).")],
     corpus: Annotated[Path, typer.Option("--corpus", help="Folder of the documents the QA set refers to.")],
-    db: Annotated[str, typer.Option("--db", envvar="CHUNKCTL_TUNE_DB",
-                                    help="Store for the candidates' chunks and vectors (kept, so a re-run "
-                                         "resumes).")] = "chunkctl.tune.duckdb",
+    tune_db: Annotated[str, typer.Option("--db", envvar="CHUNKCTL_TUNE_DB",
+                                         help="Store for the candidates' chunks and vectors (kept, so a re-run "
+                                              "resumes); apart from the main store, so tuning leaves it "
+                                              "as it was.")] = "chunkctl.tune.duckdb",
     chunker: Chunkers = None,
     k: Annotated[int, typer.Option("-k", min=1, help="Results per question.")] = 5,
     metric: Annotated[str, typer.Option("--metric", help="What to maximise on the tuning questions: recall, iou, "
@@ -66,9 +67,9 @@ def tune_cmd(
     device = device_from(device)
     opts = TuneOptions(chunkers, k=k, metric=metric, context=context, test_share=test_share, seed=seed,
                        budget_s=None if budget is None else 60 * budget, embedder=embedder_from(model, device),
-                       device=device, llm_settings=llm_settings_from(ctx, db, device))
+                       device=device, llm_settings=llm_settings_from(ctx, tune_db, device))
     exclude = [qa.name] if qa.resolve().parent == corpus.resolve() else []
-    with open_store(db, create=True) as store, progress_bar(quiet or json_out, "tune") as step:
+    with open_store(tune_db, create=True) as store, progress_bar(quiet or json_out, "tune") as step:
         try:
             report = tune(store, qaset, [str(corpus)], opts, exclude=exclude, progress=step)
         except ValueError as e:

@@ -49,7 +49,14 @@ def as_dict(report: EvalReport) -> dict:
     return {"questions": report.n_questions, "mode": report.mode, "retrieval": report.retrieval.as_dict(),
             "locate": report.locate, "model": report.model_id,
             "baseline": report.baseline, "results": report.rows(), "paired": report.paired,
-            "problems": report.problems}
+            "problems": report.problems, "per_question": per_question(report)}
+
+
+def per_question(report: EvalReport) -> list[dict]:
+    """One row per (strategy, question): what retrieval returned and the question's metrics at each k."""
+    return [{"strategy": s.spec, "question": q, "document": doc, "returned": s.returned[i],
+             "metrics": {k: {m: vals[i] for m, vals in by_metric.items()} for k, by_metric in s.per_question.items()}}
+            for s in report.strategies for i, (q, doc) in enumerate(zip(report.questions, report.question_docs))]
 
 
 def write_json(report: EvalReport, path: str) -> None:

@@ -51,6 +51,7 @@ class StrategyResult:
     seconds: dict[str, float]
     sizes: list[int] = field(default_factory=list)  # every chunk's tokens, for histograms
     llm: Any = None  # the LLMStats of chunking, when this run chunked with an LLM
+    returned: list[list[dict]] = field(default_factory=list)  # per question: what retrieval returned, best first
 
 
 @dataclass
@@ -64,6 +65,7 @@ class EvalReport:
     baseline: str | None = None
     paired: list[dict] = field(default_factory=list)
     question_docs: list[str] = field(default_factory=list)  # each scored question's document (file name)
+    questions: list[str] = field(default_factory=list)  # each scored question's text
 
     @property
     def mode(self) -> str:
@@ -276,10 +278,13 @@ def evaluate(store, qa: QASet, opts: EvalOptions, corpus: Sequence[str] | None =
             for name, vals in per_q[str(k)].items():
                 row[name], row[name + "_std"] = M.mean_std(vals)
             rows.append({**row, **cstats, **secs})
-        results.append(StrategyResult(ch.spec, sid, rows, per_q, cstats, secs, sizes.tolist(), llm_stats.get(sid)))
+        returned = [[{"chunk_id": res.chunk_id, "char_start": s, "char_end": e, "score": res.score, "doc": d}
+                     for res, (d, (s, e)) in zip(q, result_spans(q, table, located))] for q in found]
+        results.append(StrategyResult(ch.spec, sid, rows, per_q, cstats, secs, sizes.tolist(), llm_stats.get(sid),
+                                      returned))
     report = EvalReport(results, len(placed), problems, r, opts.locate,
                         getattr(opts.embedder, "model_id", None),
-                        question_docs=[Path(docs[d][0]).name for _, d, _ in placed])
+                        question_docs=[Path(docs[d][0]).name for _, d, _ in placed], questions=questions)
     if opts.baseline is not None:
         report.baseline = opts.baseline.spec
         base = next(r for r in results if r.strategy_id == opts.baseline.strategy_id)
