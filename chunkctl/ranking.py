@@ -49,6 +49,24 @@ def convex(dense: Sequence[tuple[int, float]], lexical: Sequence[tuple[int, floa
     return sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
+def with_neighbours(ranked: Sequence[tuple[int, float]], group_of: Sequence[Hashable], weight: float) -> Ranked:
+    """Each candidate's score plus ``weight`` × the better score of its two neighbours in the same
+    document (positions are in document order): a chunk beside a strong match is likelier to hold
+    the rest of its answer. Neighbours of candidates join as candidates with a score of their own of
+    0 (they were below both sides' lists)."""
+    if weight <= 0:
+        return list(ranked)
+    score = dict(ranked)
+    n = len(group_of)
+
+    def near(p: int) -> list[int]:
+        return [q for q in (p - 1, p + 1) if 0 <= q < n and group_of[q] == group_of[p]]
+
+    pool = set(score) | {q for p in score for q in near(p)}
+    out = {p: score.get(p, 0.0) + weight * max([score.get(q, 0.0) for q in near(p)], default=0.0) for p in pool}
+    return sorted(out.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
 def sage_cutoff(scores: Sequence[float], gap: float = 0.3, k_min: int = 1, eps: float = 1e-6) -> int:
     """How many of the ranked results to keep: SAGE's selection by the speed at which relevance
     drops (Zhang et al., 2025). The paper gives no formula; this is the spec's reading (INFERRED):

@@ -8,7 +8,8 @@ The steps, each optional but the first:
    memory layers, or text and metadata vectors fused: ``store/fusion.py``) and the lexical side
    (BM25), ``depth`` of each, independent of ``k``;
 2. **combine** (``mode=hybrid``): ``score`` fusion (each side min–max normalised per query, then
-   ``dense_weight``·dense + (1 − ``dense_weight``)·BM25) or ``rrf``;
+   ``dense_weight``·dense + (1 − ``dense_weight``)·BM25, plus ``neighbour_weight`` × the better
+   neighbouring chunk's fused score) or ``rrf``;
 3. **rerank** the best ``rerank_depth`` with the LLM layer (``chunkctl.rerank``);
 4. **widen** each hit by ``expand`` neighbouring chunks of its document and merge touching spans,
    so a small retrieval unit can return a larger exact span;
@@ -45,6 +46,7 @@ class Retrieval:
     mode: str = "hybrid"
     combine: str = "score"  # how hybrid joins its sides
     dense_weight: float = 0.4  # the dense side's share in score fusion
+    neighbour_weight: float = 0.3  # score fusion: the share of the better neighbour's score a chunk gets
     depth: int = 50  # candidates from each side before combining (at least k)
     bm25_k1: float = BM25_K1
     bm25_b: float = BM25_B
@@ -62,8 +64,8 @@ class Retrieval:
                               ("memory", MEMORY_MODES), ("fusion", FUSIONS), ("rerank", RERANKS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"--{name.replace('_', '-')} must be one of {', '.join(allowed)}")
-        if not 0.0 <= self.dense_weight <= 1.0 or not 0.0 <= self.alpha <= 1.0 or not 0.0 <= self.bm25_b <= 1.0:
-            raise ValueError("--dense-weight, --alpha and --bm25-b must be between 0 and 1")
+        if not all(0.0 <= x <= 1.0 for x in (self.dense_weight, self.neighbour_weight, self.alpha, self.bm25_b)):
+            raise ValueError("--dense-weight, --neighbour-weight, --alpha and --bm25-b must be between 0 and 1")
         if self.depth < 1 or self.rerank_depth < 1 or self.expand < 0 or self.bm25_k1 < 0:
             raise ValueError("--depth and --rerank-depth must be positive, --expand and --bm25-k1 not negative")
         dense_only = [f"--{n} {getattr(self, n)}" for n in ("memory", "fusion") if getattr(self, n) != "none"]
@@ -88,7 +90,8 @@ class Retrieval:
         """A short description of the settings that differ from plain ``mode``, for reports."""
         parts = [self.mode]
         if self.mode == "hybrid":
-            parts.append(f"{self.combine}" + (f" w={self.dense_weight:g}" if self.combine == "score" else ""))
+            parts.append(f"{self.combine}" + (f" w={self.dense_weight:g} n={self.neighbour_weight:g}"
+                                              if self.combine == "score" else ""))
         for name in ("memory", "fusion", "rerank"):
             if getattr(self, name) != "none":
                 parts.append(f"{name}={getattr(self, name)}")
@@ -223,8 +226,9 @@ def _dense(store, table: ChunkTable, qv, r: Retrieval, embedder):
     return lists, (lambda i: (lambda p: scores[i, p]))
 
 
-def combine(c: Candidates, r: Retrieval, i: int) -> list[tuple[int, float]]:
-    """Query ``i``'s ranking under ``r`` (its mode, combine and dense weight; lists cut to ``r.depth``)."""
+def combine(c: Candidates, r: Retrieval, i: int, groups) -> list[tuple[int, float]]:
+    """Query ``i``'s ranking under ``r`` (its mode, combine and weights; lists cut to ``r.depth``);
+    ``groups``: each position's (document, strategy), which says who its neighbours are."""
     dense = c.dense[i][:r.depth] if c.dense is not None else []
     lexical = c.lexical[i][:r.depth] if c.lexical is not None else []
     if r.mode == "vector":
@@ -233,14 +237,15 @@ def combine(c: Candidates, r: Retrieval, i: int) -> list[tuple[int, float]]:
         return lexical
     if r.combine == "rrf":
         return ranking.rrf([dense, lexical])
-    return ranking.convex(dense, lexical, r.dense_weight, c.dense_of(i) if c.dense_of is not None else None)
+    fused = ranking.convex(dense, lexical, r.dense_weight, c.dense_of(i) if c.dense_of is not None else None)
+    return ranking.with_neighbours(fused, groups, r.neighbour_weight)
 
 
 def finish(table: ChunkTable, queries: Sequence[str], c: Candidates, k: int, r: Retrieval,
            reranker=None) -> list[list[Result]]:
     """Every query's results from its candidates: combine, rerank, widen, cut."""
     out = []
-    ranked_all = [combine(c, r, i) for i in range(len(queries))]
+    ranked_all = [combine(c, r, i, table.groups) for i in range(len(queries))]
     if r.rerank != "none":
         if reranker is None:
             raise ValueError("--rerank llm needs the LLM layer")

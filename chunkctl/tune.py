@@ -28,7 +28,7 @@ from chunkctl.retrieval import ChunkTable, Retrieval, candidates, finish
 CHUNKERS = ("recursive:size=128", "recursive:size=192", "recursive", "sentence:size=192", "structure:size=192")
 RETRIEVALS = (Retrieval(mode="vector"), Retrieval(mode="bm25"), Retrieval(combine="rrf"),
               Retrieval(dense_weight=0.2), Retrieval(dense_weight=0.4), Retrieval(dense_weight=0.6),
-              Retrieval(dense_weight=0.4, expand=1))
+              Retrieval(neighbour_weight=0.0), Retrieval(expand=1))
 METRICS = ("recall", "iou", "precision", "ndcg", "mrr", "hit")
 
 CONTEXT = 1000  # tokens a question may cost on average (k results together)

@@ -9,7 +9,7 @@ import tomllib
 
 import pytest
 
-from chunkctl.ranking import convex, rrf, sage_cutoff, widen
+from chunkctl.ranking import convex, rrf, sage_cutoff, widen, with_neighbours
 from chunkctl.retrieval import Retrieval
 from conftest import SAMPLE_DOCS
 
@@ -30,6 +30,15 @@ def test_score_fusion_normalises_each_side_and_weighs_them():
     assert exact[3] == pytest.approx(0.5 * 0.75 + 0.5 * 0.5)
     assert convex([], [], 0.5) == []
     assert dict(convex([(5, 0.3)], [], 0.4)) == {5: pytest.approx(0.4)}  # one candidate: top of its side
+
+
+def test_neighbours_lift_a_chunk_beside_a_strong_match():
+    groups = ["a", "a", "a", "b"]
+    ranked = [(1, 1.0), (3, 0.6), (2, 0.5)]
+    got = dict(with_neighbours(ranked, groups, 0.3))
+    # 0 and 2 are 1's neighbours (0 joins with nothing of its own); 3 is alone in b
+    assert got == pytest.approx({1: 1.0 + 0.3 * 0.5, 2: 0.5 + 0.3 * 1.0, 0: 0.3 * 1.0, 3: 0.6})
+    assert with_neighbours(ranked, groups, 0.0) == ranked
 
 
 def test_rrf_and_sage():
