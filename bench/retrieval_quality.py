@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 CHROMA = Path(__file__).resolve().parent.parent.parent / "shared" / "bench-data" / "chroma"
-EXTRA = ("recursive:size=200", "cluster:size=200")
+EXTRA = ("recursive:size=200", "cluster:size=200", "recursive:size=80", "recursive:size=112")
 # DuckDB fts's own term pattern (digits dropped), for the ablation row before chunkctl kept them
 DUCKDB_IGNORE = r"""[0-9!@#$%^&*()_+={}\[\]:;<>,.?~\\/\|'"`-]+"""
 
@@ -38,7 +38,7 @@ def main() -> None:
     from chunkctl.retrieval import Retrieval
     from chunkctl.store import Store
     from chunkctl.store import index as ix
-    from chunkctl.tune import CHUNKERS, CONTEXT, RETRIEVALS, TuneOptions, measure, tune
+    from chunkctl.tune import CHUNKERS, CONTEXT, PLAIN, RETRIEVALS, TuneOptions, measure, tune
 
     qa = load_qa(CHROMA / "questions_df.csv")
     emb = get_embedder("minilm", "auto")
@@ -56,7 +56,7 @@ def main() -> None:
         questions = [q.question for q, _, _ in placed]
         qvecs = emb.embed(questions)
         configs = []
-        grid = [*RETRIEVALS, Retrieval(neighbour_weight=0.0, expand=1)]
+        grid = list(RETRIEVALS)
         for spec in specs:
             configs += measure(store, parse_spec(spec), placed, questions, qvecs, grid, 5, docs, emb)
         pomega = {c.spec: 100 * float(np.mean(c.per_question["precision_omega"])) for c in configs}
@@ -66,9 +66,9 @@ def main() -> None:
             return next(c for c in configs if c.spec == parse_spec(spec).spec and c.retrieval == r)
 
         default = find(DEFAULT_SPEC)
-        dense200 = find("recursive:size=200", mode="vector")
-        bm25 = find(DEFAULT_SPEC, mode="bm25")
-        bm25_256 = find("recursive", mode="bm25")
+        dense200 = find("recursive:size=200", mode="vector", **PLAIN)  # plain top-k, as the issue measured
+        bm25 = find(DEFAULT_SPEC, mode="bm25", **PLAIN)
+        bm25_256 = find("recursive", mode="bm25", **PLAIN)
         n = len(placed)
         print(f"\nChroma's benchmark, {n} questions, {emb.model_id}, k = 5, true offsets, ×100; "
               "Δ = config − baseline, paired bootstrap 95% CI; the default, the five best others returning "
@@ -76,18 +76,21 @@ def main() -> None:
         # the five best others by recall among those that cost a prompt no more context than the budget
         others = sorted((c for c in configs if c is not default and np.mean(c.tokens) <= CONTEXT),
                         key=lambda c: -np.mean(c.per_question["recall"]))[:5]
-        head = (f"{'configuration':<58}{'recall':>7}{'IoU':>6}{'PΩ':>6}{'tokens':>7} | "
+        head = (f"{'configuration':<80}{'recall':>7}{'IoU':>6}{'PΩ':>6}{'tokens':>7} | "
                 f"{'vs recursive:size=200 vector: Δrecall, ΔIoU':<46} | {'vs BM25 (' + bm25.spec + '): Δrecall, ΔIoU':<44}")
         print(head)
         print("-" * len(head))
-        for c in [default, *others, dense200, bm25, bm25_256]:
+        # what `--mode vector` / `--mode bm25` give with every other option at its default
+        cli_dense = find("recursive:size=200", mode="vector")
+        cli_bm25 = find(DEFAULT_SPEC, mode="bm25")
+        for c in [default, *others, dense200, bm25, bm25_256, cli_dense, cli_bm25]:
             name = ("default: " if c is default else "") + f"{c.spec} · {c.retrieval.label()}"
             cells = []
             for base in (dense200, bm25):
                 pr = [M.paired(c.per_question[m], base.per_question[m]) for m in ("recall", "iou")]
                 cells.append(" ".join(f"{100 * p['mean_diff']:+5.1f} [{100 * p['ci95'][0]:+5.1f},{100 * p['ci95'][1]:+5.1f}]"
                                       for p in pr))
-            print(f"{name:<58}{100 * np.mean(c.per_question['recall']):>7.1f}{100 * np.mean(c.per_question['iou']):>6.2f}"
+            print(f"{name:<80}{100 * np.mean(c.per_question['recall']):>7.1f}{100 * np.mean(c.per_question['iou']):>6.2f}"
                   f"{pomega[c.spec]:>6.1f}{np.mean(c.tokens):>7.0f} | {cells[0]:<46} | {cells[1]:<44}")
 
         # -- ablation: from the old default to the new one, one step at a time
@@ -95,17 +98,21 @@ def main() -> None:
         saved = ix.FTS_IGNORE
         ix.FTS_IGNORE = DUCKDB_IGNORE
         old = measure(store, parse_spec("recursive"), placed, questions, qvecs,
-                      [Retrieval(mode="vector"), Retrieval(mode="bm25"), Retrieval(combine="rrf"),
-                       Retrieval(neighbour_weight=0.0)], 5, docs, emb)
+                      [Retrieval(mode="vector", **PLAIN), Retrieval(mode="bm25", **PLAIN),
+                       Retrieval(combine="rrf", **PLAIN), Retrieval(**PLAIN)], 5, docs, emb)
         ix.FTS_IGNORE = saved
+        new = {(spec, r): c for spec, rs in (("recursive", [Retrieval(expand=0, cutoff="k")]),
+                                             (DEFAULT_SPEC, [Retrieval(expand=0, cutoff="k"), Retrieval(cutoff="k")]))
+               for r, c in zip(rs, measure(store, parse_spec(spec), placed, questions, qvecs, rs, 5, docs, emb))}
         steps = [("old default: recursive (256) · vector", old[0]),
                  ("  BM25 alone, DuckDB's terms (digits dropped)", old[1]),
                  ("+ hybrid by RRF (the old --mode hybrid)", old[2]),
                  ("+ score fusion, dense weight 0.4, depth 50", old[3]),
-                 ("+ BM25 terms keep digits", find("recursive", neighbour_weight=0.0)),
-                 ("+ neighbour weight 0.3", find("recursive")),
-                 ("+ chunks of 192 tokens: the new default", default),
-                 ("  (option) + expand=1 neighbour on each side", find(DEFAULT_SPEC, expand=1))]
+                 ("+ BM25 terms keep digits", find("recursive", **PLAIN)),
+                 ("+ neighbour weight 0.3", new[("recursive", Retrieval(expand=0, cutoff="k"))]),
+                 ("+ units of 96 tokens", new[(DEFAULT_SPEC, Retrieval(expand=0, cutoff="k"))]),
+                 ("+ expansion: up to 3 neighbours each side, >= 0.35 x", new[(DEFAULT_SPEC, Retrieval(cutoff="k"))]),
+                 ("+ cut-off at a 35% drop: the new default", default)]
         for label, c in steps:
             print(f"  {label:<52} recall {100 * np.mean(c.per_question['recall']):5.1f}  IoU "
                   f"{100 * np.mean(c.per_question['iou']):5.2f}  PΩ {pomega[c.spec]:5.1f}  tokens {np.mean(c.tokens):5.0f}")

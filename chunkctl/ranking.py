@@ -19,6 +19,12 @@ def rrf(rankings: Sequence[Sequence[tuple[int, float]]], rrf_k: int = RRF_K) -> 
     return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
+def scaled(ranked: Sequence[tuple[int, float]]) -> Ranked:
+    """Scores divided by the best one (the best becomes 1), order kept."""
+    top = max((s for _, s in ranked), default=0.0)
+    return [(p, s / top if top > 0 else 0.0) for p, s in ranked]
+
+
 def _minmax(values: dict[int, float], floor: float) -> dict[int, float]:
     """Scores mapped onto [0, 1] between ``floor`` and the best of them."""
     top = max(values.values(), default=floor)
@@ -77,25 +83,31 @@ def sage_cutoff(scores: Sequence[float], gap: float = 0.3, k_min: int = 1, eps: 
     return len(scores)
 
 
-def widen(ranked: Sequence[tuple[int, float]], doc_of: Sequence[Hashable], k: int, expand: int
+def widen(ranked: Sequence[tuple[int, float]], doc_of: Sequence[Hashable], k: int, expand: int, ratio: float = 0.0
           ) -> list[tuple[int, int, float]]:
     """The first ``k`` results as (first, last) runs of positions. With ``expand`` 0, each hit
-    alone; otherwise each hit with ``expand`` chunks of the same document (``doc_of``: positions
-    are in document order) on either side, a hit inside a run already returned adding nothing and
-    runs that touch merging, so results never overlap."""
+    alone; otherwise each hit grows over up to ``expand`` chunks of its document on either side
+    (``doc_of``: positions are in document order), one at a time while the next one scores at least
+    ``ratio`` × the hit's score (0: unconditionally): small chunks rank precisely, and a run takes
+    in the neighbours that carry the rest of an answer, not those that do not. A hit inside a run
+    already returned adds nothing; runs that touch merge, so results never overlap."""
     if expand <= 0:
         return [(pos, pos, score) for pos, score in ranked[:k]]
+    score_of = dict(ranked)
     runs: list[list] = []  # [first, last, score]
     n = len(doc_of)
+
+    def joins(q: int, pos: int, score: float) -> bool:
+        return doc_of[q] == doc_of[pos] and score_of.get(q, 0.0) >= ratio * score
     for pos, score in ranked:
         if len(runs) >= k:
             break
         if any(r[0] <= pos <= r[1] for r in runs):
             continue  # returned already, with its neighbours
         lo, hi = pos, pos
-        while lo > 0 and pos - lo < expand and doc_of[lo - 1] == doc_of[pos]:
+        while lo > 0 and pos - lo < expand and joins(lo - 1, pos, score):
             lo -= 1
-        while hi < n - 1 and hi - pos < expand and doc_of[hi + 1] == doc_of[pos]:
+        while hi < n - 1 and hi - pos < expand and joins(hi + 1, pos, score):
             hi += 1
         joined = [r for r in runs if doc_of[r[0]] == doc_of[pos] and r[0] <= hi + 1 and lo <= r[1] + 1]
         if joined:  # the best-scored run it touches takes it (and any other run it bridges)

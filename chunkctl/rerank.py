@@ -37,7 +37,7 @@ class LLMReranker:
     def rerank(self, queries: Sequence[str], passages: Sequence[Sequence[str]], ranked: Sequence[list],
                depth: int) -> list[list]:
         """Each query's first ``depth`` candidates reordered by relevance (ties keep their order);
-        those below ``depth`` follow unchanged."""
+        those below ``depth`` follow in their order."""
         reqs = [relevance_request(q, p) for q, ps in zip(queries, passages) for p in ps]
         replies = iter(self.llm.map(reqs, errors="return"))
         out = []
@@ -49,10 +49,11 @@ class LLMReranker:
                 continue
             scores = [relevance(g.candidates) for g in got]
             order = sorted(range(len(ps)), key=lambda j: (-scores[j], j))
-            top = [(q_ranked[j][0], scores[j]) for j in order]
-            out.append(top + list(q_ranked[depth:]))
+            # P(yes) as the score, so expansion and the cut-off read a share as with fused scores;
+            # candidates the reranker did not read follow at 0
+            out.append([(q_ranked[j][0], sigmoid(scores[j])) for j in order] + [(p, 0.0) for p, _ in q_ranked[depth:]])
         return out
 
 
 def sigmoid(x: float) -> float:
-    return 1.0 / (1.0 + math.exp(-x))
+    return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, x))))

@@ -56,16 +56,20 @@ class Retrieval:
     alpha: float = 0.7  # the text vector's share in --fusion
     rerank: str = "none"
     rerank_depth: int = 20
-    expand: int = 0
-    cutoff: str = "k"
+    expand: int = 3  # neighbouring chunks a hit may take on either side ...
+    expand_ratio: float = 0.35  # ... each scoring at least this share of the hit's score
+    cutoff: str = "sage"
+    cutoff_gap: float = 0.35  # sage: stop before the first relative drop in score larger than this
 
     def __post_init__(self):
         for name, allowed in (("mode", MODES), ("combine", COMBINES), ("index", INDEXES), ("cutoff", CUTOFFS),
                               ("memory", MEMORY_MODES), ("fusion", FUSIONS), ("rerank", RERANKS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"--{name.replace('_', '-')} must be one of {', '.join(allowed)}")
-        if not all(0.0 <= x <= 1.0 for x in (self.dense_weight, self.neighbour_weight, self.alpha, self.bm25_b)):
-            raise ValueError("--dense-weight, --neighbour-weight, --alpha and --bm25-b must be between 0 and 1")
+        if not all(0.0 <= x <= 1.0 for x in (self.dense_weight, self.neighbour_weight, self.alpha, self.bm25_b,
+                                             self.expand_ratio, self.cutoff_gap)):
+            raise ValueError("--dense-weight, --neighbour-weight, --alpha, --bm25-b, --expand-ratio and --cutoff-gap "
+                             "must be between 0 and 1")
         if self.depth < 1 or self.rerank_depth < 1 or self.expand < 0 or self.bm25_k1 < 0:
             raise ValueError("--depth and --rerank-depth must be positive, --expand and --bm25-k1 not negative")
         dense_only = [f"--{n} {getattr(self, n)}" for n in ("memory", "fusion") if getattr(self, n) != "none"]
@@ -90,8 +94,9 @@ class Retrieval:
         """A short description of the settings that differ from plain ``mode``, for reports."""
         parts = [self.mode]
         if self.mode == "hybrid":
-            parts.append(f"{self.combine}" + (f" w={self.dense_weight:g} n={self.neighbour_weight:g}"
-                                              if self.combine == "score" else ""))
+            parts.append(self.combine + (f" w={self.dense_weight:g}" if self.combine == "score" else ""))
+        if self.neighbour_weight:
+            parts.append(f"n={self.neighbour_weight:g}")
         for name in ("memory", "fusion", "rerank"):
             if getattr(self, name) != "none":
                 parts.append(f"{name}={getattr(self, name)}")
@@ -100,9 +105,9 @@ class Retrieval:
         if self.index != "exact":
             parts.append(f"index={self.index}")
         if self.expand:
-            parts.append(f"expand={self.expand}")
+            parts.append(f"expand={self.expand}" + (f"@{self.expand_ratio:g}" if self.expand_ratio else ""))
         if self.cutoff != "k":
-            parts.append(f"cutoff={self.cutoff}")
+            parts.append(f"cutoff={self.cutoff}@{self.cutoff_gap:g}")
         return " ".join(parts)
 
     def as_dict(self) -> dict[str, Any]:
@@ -231,13 +236,15 @@ def combine(c: Candidates, r: Retrieval, i: int, groups) -> list[tuple[int, floa
     ``groups``: each position's (document, strategy), which says who its neighbours are."""
     dense = c.dense[i][:r.depth] if c.dense is not None else []
     lexical = c.lexical[i][:r.depth] if c.lexical is not None else []
+    dense_of = c.dense_of(i) if c.dense_of is not None else None
     if r.mode == "vector":
-        return dense
-    if r.mode == "bm25":
-        return lexical
-    if r.combine == "rrf":
-        return ranking.rrf([dense, lexical])
-    fused = ranking.convex(dense, lexical, r.dense_weight, c.dense_of(i) if c.dense_of is not None else None)
+        fused = ranking.convex(dense, [], 1.0, dense_of)
+    elif r.mode == "bm25":
+        fused = ranking.convex([], lexical, 0.0)
+    elif r.combine == "rrf":
+        fused = ranking.scaled(ranking.rrf([dense, lexical]))
+    else:
+        fused = ranking.convex(dense, lexical, r.dense_weight, dense_of)
     return ranking.with_neighbours(fused, groups, r.neighbour_weight)
 
 
@@ -252,9 +259,9 @@ def finish(table: ChunkTable, queries: Sequence[str], c: Candidates, k: int, r: 
         ranked_all = reranker.rerank(queries, [[table.texts[p] for p, _ in rk[:r.rerank_depth]] for rk in ranked_all],
                                      ranked_all, r.rerank_depth)
     for ranked in ranked_all:
-        runs = ranking.widen(ranked, table.groups, k, r.expand)
+        runs = ranking.widen(ranked, table.groups, k, r.expand, r.expand_ratio)
         if r.cutoff == "sage":
-            runs = runs[:ranking.sage_cutoff([s for _, _, s in runs])]
+            runs = runs[:ranking.sage_cutoff([s for _, _, s in runs], r.cutoff_gap)]
         out.append([Result(table.ids[_hit(ranked, lo, hi)], float(score), table.docs[lo], table.strategies[lo],
                            table.spans[lo][0],
                            max(table.spans[p][1] for p in range(lo, hi + 1)), table.ids[lo:hi + 1])

@@ -25,10 +25,14 @@ from chunkctl.retrieval import ChunkTable, Retrieval, candidates, finish
 
 # The default search space: chunk sizes around the embedder's window, three ways to split, and the
 # retrieval settings that matter (measured: BM25's k1/b and the candidate depth move recall < 0.5).
-CHUNKERS = ("recursive:size=128", "recursive:size=192", "recursive", "sentence:size=192", "structure:size=192")
-RETRIEVALS = (Retrieval(mode="vector"), Retrieval(mode="bm25"), Retrieval(combine="rrf"),
-              Retrieval(dense_weight=0.2), Retrieval(dense_weight=0.4), Retrieval(dense_weight=0.6),
-              Retrieval(neighbour_weight=0.0), Retrieval(expand=1))
+CHUNKERS = ("recursive:size=64", "recursive:size=96", "recursive:size=128", "recursive:size=192", "recursive",
+            "sentence:size=96", "structure:size=96")
+PLAIN = {"neighbour_weight": 0.0, "expand": 0, "cutoff": "k"}  # k chunks as ranked, nothing around them
+RETRIEVALS = (Retrieval(), Retrieval(mode="vector"), Retrieval(mode="bm25"), Retrieval(combine="rrf"),
+              Retrieval(dense_weight=0.2), Retrieval(dense_weight=0.6), Retrieval(neighbour_weight=0.0),
+              Retrieval(expand=0), Retrieval(expand=3, expand_ratio=0.2), Retrieval(expand=3, expand_ratio=0.5),
+              Retrieval(cutoff="k"), Retrieval(cutoff_gap=0.25), Retrieval(cutoff_gap=0.5),
+              Retrieval(mode="vector", **PLAIN), Retrieval(mode="bm25", **PLAIN), Retrieval(**PLAIN))
 METRICS = ("recall", "iou", "precision", "ndcg", "mrr", "hit")
 
 CONTEXT = 1000  # tokens a question may cost on average (k results together)
@@ -137,7 +141,7 @@ def tune(store, qa, corpus: Sequence[str], opts: TuneOptions, exclude: Sequence[
     report.default = next((c for c in configs if c.strategy_id == default.strategy_id and c.retrieval == Retrieval()),
                           None)
     bm25 = next((c for c in configs if report.winner and c.strategy_id == report.winner.strategy_id
-                 and c.retrieval.mode == "bm25"), None)
+                 and c.retrieval == Retrieval(mode="bm25", **PLAIN)), None)  # plain BM25 over the same chunks
     if report.winner is not None:
         for label, base in (("default", report.default), ("bm25", bm25)):
             if base is None or base is report.winner:

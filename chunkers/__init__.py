@@ -9,7 +9,7 @@ from chunkctl.chunkers import (adaptive, cluster, fixed, idc, late, lumber, marg
 from chunkctl.chunkers.base import (REGISTRY, Chunker, ChunkContext, ChunkerError, Span, build_chunks,
                                     chunk_all, chunk_document, describe, parse_spec)
 
-DEFAULT_SPEC = "recursive:size=192"  # chosen by measurement: README "Retrieval", bench/retrieval_quality.py
+DEFAULT_SPEC = "recursive:size=96"  # chosen by measurement: README "Retrieval", bench/retrieval_quality.py
 
 __all__ = ["DEFAULT_SPEC", "REGISTRY", "Chunker", "ChunkContext", "ChunkerError", "Span", "build_chunks",
            "chunk_all", "chunk_document", "describe", "parse_spec"]

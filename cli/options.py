@@ -12,7 +12,7 @@ Chunkers = Annotated[
     Optional[list[str]],
     typer.Option("--chunker", "-c", envvar="CHUNKCTL_CHUNKER", metavar="SPEC",
                  help="Strategy spec 'name' or 'name:key=value,...' (repeatable; see `chunkctl chunkers`). "
-                      "Default: recursive:size=192."),
+                      "Default: recursive:size=96."),
 ]
 PdfBackend = Annotated[str, typer.Option("--pdf-backend", envvar="CHUNKCTL_PDF_BACKEND",
                                          help="PDF text extraction: pdfium (fast, default) or pypdf.")]
@@ -102,10 +102,14 @@ RETRIEVAL_OPTIONS: dict[str, tuple[type, Any]] = {
     "rerank": (str, _opt("rerank", "none, or llm: the best --rerank-depth candidates reordered by the LLM's "
                                    "yes/no relevance judgement (the global --llm options; cached).")),
     "rerank_depth": (int, _opt("rerank_depth", "Candidates the reranker reads per query.", min=1)),
-    "expand": (int, _opt("expand", "Return each hit with this many neighbouring chunks on either side (touching "
-                                   "results merge): small chunks to rank, larger spans to read.", min=0)),
-    "cutoff": (str, _opt("cutoff", "k (return k results) or sage (treat the k as candidates and stop where "
-                                   "relevance drops sharply).")),
+    "expand": (int, _opt("expand", "A hit takes in up to this many neighbouring chunks on either side (touching "
+                                   "results merge): small chunks to rank, the spans around them to read.", min=0)),
+    "expand_ratio": (float, _opt("expand_ratio", "... each while it scores at least this share of the hit's score "
+                                                 "(0: always).", min=0.0, max=1.0)),
+    "cutoff": (str, _opt("cutoff", "k (return k results) or sage (at most k: stop before the first sharp drop in "
+                                   "score).")),
+    "cutoff_gap": (float, _opt("cutoff_gap", "sage: the relative drop in score that ends the results.", min=0.0,
+                               max=1.0)),
 }
 
 

@@ -45,9 +45,9 @@ def tune_cmd(
     defaults: every candidate is chunked and embedded once (a re-run reuses them), the questions
     are split (seeded) into a tuning part and a held-out part, the winner is chosen on the first
     within the --context budget and reported on the second against the built-in default and BM25
-    (paired bootstrap 95% intervals). Without -c: recursive 128, 192 and 256 tokens, sentence and
-    structure at 192; with vector, BM25, RRF and score fusion at three weights, and a neighbour
-    expansion.
+    (paired bootstrap 95% intervals). Without -c: recursive at 64, 96, 128, 192 and 256 tokens,
+    sentence and structure at 96; each with the default retrieval, one setting at a time changed
+    (mode, fusion, weights, expansion, cut-off), and plain dense and BM25 top-k.
 
     Exit code 0, 1 when no configuration fits the budget, 2 on a usage error."""
     from chunkctl.evaluate.qa import load_qa

@@ -9,6 +9,7 @@ import tomllib
 
 import pytest
 
+from chunkctl.chunkers import DEFAULT_SPEC
 from chunkctl.ranking import convex, rrf, sage_cutoff, widen, with_neighbours
 from chunkctl.retrieval import Retrieval
 from conftest import SAMPLE_DOCS
@@ -56,6 +57,9 @@ def test_widen_returns_non_overlapping_runs_within_a_document():
     assert widen(ranked, docs, 2, 1) == [(1, 3, 0.9), (5, 6, 0.7)]
     # k = 3: 0 -> 0..1 touches 1..3 and joins it; 7 -> 6..7 joins 5..6; nothing else is left
     assert widen(ranked, docs, 3, 1) == [(0, 3, 0.9), (5, 7, 0.7)]
+    # with a ratio, a neighbour joins only while it scores at least that share of the hit's score:
+    # 2 (0.9) takes 3 (0.8 >= 0.5 * 0.9), not 1 (unscored); 5 (0.7) takes nothing (6 is unscored)
+    assert widen(ranked, docs, 2, 2, 0.5) == [(2, 3, 0.9), (5, 5, 0.7)]
     runs = widen(ranked, docs, 5, 2)
     assert all(docs[lo] == docs[hi] for lo, hi, _ in runs)
     spans = sorted((lo, hi) for lo, hi, _ in runs)
@@ -163,7 +167,7 @@ def test_tune_writes_the_config_that_eval_then_uses(tmp_path, cli):
     fits = [c for c in report["configs"] if c["tokens"] <= report["context"]]
     assert winner["tune"]["recall"] == max(c["tune"]["recall"] for c in fits)
     specs = {c["chunker"] for c in report["configs"]}
-    assert specs == {"recursive:size=64", "sentence:size=96", "recursive:size=192"}  # the default joins
+    assert specs == {"recursive:size=64", "sentence:size=96", DEFAULT_SPEC}  # the default joins
     assert {p["against"] for p in report["paired"]} <= {"default", "bm25"} and report["paired"]
     config = tomllib.loads((tmp_path / "chunkctl.toml").read_text())
     assert config["db"] == "other.duckdb" and config["ingest"] == {"exclude": ["*.jsonl"]}  # kept
