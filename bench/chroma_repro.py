@@ -51,7 +51,7 @@ def main() -> None:
     from chunkctl.embed import get_embedder
     from chunkctl.evaluate.qa import load_qa
     from chunkctl.evaluate.run import EvalOptions, evaluate
-    from chunkctl.retrieval import Retrieval
+    from chunkctl.retrieval import PLAIN, Retrieval
     from chunkctl.store import Store
 
     pub = published()
@@ -68,7 +68,7 @@ def main() -> None:
             res = {}
             for label, mode, locate in (("find", "vector", "find"), ("offsets", "vector", "offsets"),
                                         ("bm25", "bm25", "offsets")):
-                rep = evaluate(store, qa, EvalOptions([ch], ks=[5], retrieval=Retrieval(mode=mode), locate=locate,
+                rep = evaluate(store, qa, EvalOptions([ch], ks=[5], retrieval=Retrieval(mode=mode, **PLAIN), locate=locate,
                                                                    embedder=emb),
                                corpus=[str(CHROMA / "corpora")])
                 res[label] = rep.rows()[0]

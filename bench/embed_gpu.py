@@ -121,6 +121,7 @@ def stage_run(enc, texts, ids, path: Path) -> int:
     if str(ROOT) not in chunkctl.__path__:  # a bare checkout (no install): map chunkctl.store to store/
         chunkctl.__path__.append(str(ROOT))
     from chunkctl.store import Store
+    from chunkctl.store.catalog import count_rows
     from chunkctl.store.vectors import EmbedStage
 
     path.unlink(missing_ok=True)
@@ -132,7 +133,7 @@ def stage_run(enc, texts, ids, path: Path) -> int:
             if len(stage.rows) >= stage.batch:
                 stage.flush()
         stage.finish()
-        return store.query("SELECT count(*) FROM embeddings")[0][0]
+        return count_rows(store, "embeddings")
 
 
 def timed(fn, sync):

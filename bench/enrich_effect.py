@@ -55,9 +55,10 @@ def main() -> None:
     from chunkctl.evaluate import metrics as M
     from chunkctl.evaluate.qa import load_qa
     from chunkctl.evaluate.run import EvalOptions, evaluate
-    from chunkctl.retrieval import Retrieval
+    from chunkctl.retrieval import PLAIN, Retrieval
     from chunkctl.llm import LLMSettings
     from chunkctl.store import Store
+    from chunkctl.store.catalog import count_trimmed
 
     names = args.corpora or sorted(p.stem for p in (CHROMA / "corpora").glob("*.md"))
     files = [str(CHROMA / "corpora" / f"{n}.md") for n in names]
@@ -77,12 +78,11 @@ def main() -> None:
         for label, specs, fmt, fusion, alpha in settings(args.llm):
             enrichment = Enrichment(tuple(parse_enricher(s) for s in specs), fmt, **window)
             opts = EvalOptions([ch], ks=[5], embedder=emb, llm_settings=llm, enrichment=enrichment,
-                               retrieval=Retrieval(mode="vector", fusion=fusion, alpha=alpha))
+                               retrieval=Retrieval(mode="vector", fusion=fusion, alpha=alpha, **PLAIN))
             t0 = time.perf_counter()
             with Store(db) as store:
                 rep = evaluate(store, qa, opts, corpus=files)
-                trimmed = store.query("SELECT count(*) FROM chunks WHERE strategy_id = ? AND json_exists(metadata, "
-                                      "'$.embed.dropped')", [ch.strategy_id])[0][0]
+                trimmed = count_trimmed(store, ch.strategy_id)
             wall = time.perf_counter() - t0
             r = rep.strategies[0]
             n_questions = rep.n_questions

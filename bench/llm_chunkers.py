@@ -43,10 +43,10 @@ def main() -> None:
     from chunkctl.evaluate.qa import load_qa
     from chunkctl.evaluate.run import EvalOptions, evaluate
     from chunkctl.llm import LLMSettings, open_llm
-    from chunkctl.retrieval import Retrieval
+    from chunkctl.retrieval import PLAIN, Retrieval
     from chunkctl.store import Store
 
-    vector = Retrieval(mode="vector")  # the retrieval its documented results used
+    vector = Retrieval(mode="vector", **PLAIN)  # the retrieval its documented results used
 
     Path(args.db).parent.mkdir(parents=True, exist_ok=True)
     settings = LLMSettings(cache=str(Path(args.db).with_suffix(".llm-cache.sqlite")))

@@ -56,7 +56,7 @@ def main() -> None:
     from chunkctl.embed import get_embedder
     from chunkctl.evaluate.qa import load_qa
     from chunkctl.evaluate.run import EvalOptions, evaluate
-    from chunkctl.retrieval import Retrieval
+    from chunkctl.retrieval import PLAIN, Retrieval
     from chunkctl.llm import LLMSettings, open_llm
     from chunkctl.store import Store
 
@@ -78,7 +78,7 @@ def main() -> None:
             continue
         ch = parse_spec(spec)
         opts = EvalOptions([ch], ks=[5], embedder=emb, llm=llm, llm_settings=settings,
-                           retrieval=Retrieval(mode="vector", memory=memory))
+                           retrieval=Retrieval(mode="vector", memory=memory, **PLAIN))
         t0 = time.perf_counter()
         with Store(db) as store:
             rep = evaluate(store, qa, opts, corpus=[str(f) for f in files])

@@ -35,10 +35,10 @@ def main() -> None:
     from chunkctl.evaluate.qa import load_qa
     from chunkctl.evaluate.run import corpus_documents, place_questions
     from chunkctl.pipeline import IngestOptions, ingest
-    from chunkctl.retrieval import Retrieval
+    from chunkctl.retrieval import PLAIN, Retrieval
     from chunkctl.store import Store
     from chunkctl.store import index as ix
-    from chunkctl.tune import CHUNKERS, CONTEXT, PLAIN, RETRIEVALS, TuneOptions, measure, tune
+    from chunkctl.tune import CHUNKERS, CONTEXT, RETRIEVALS, TuneOptions, measure, tune
 
     qa = load_qa(CHROMA / "questions_df.csv")
     emb = get_embedder("minilm", "auto")

@@ -27,6 +27,7 @@ import duckdb
 from chunkctl.chunkers import Chunker, ChunkContext, chunk_all
 from chunkctl.parse import doc_id_for, kind_of, load_document
 from chunkctl.store import Store
+from chunkctl.store.catalog import completion_records
 from chunkctl.store.memory import put_memories
 from chunkctl.store.vectors import put_chunk_vectors
 from chunkctl.types import Document, Reject, RejectError
@@ -197,8 +198,7 @@ def enrich_store(store: Store, enrichment, strategies: Sequence[str] | None = No
     run = _Run(store, command)
     ctx = ChunkContext(llm_settings=llm)
     enrich_id = _enrichment_id(enrichment, ctx)
-    rows = store.query("SELECT d.doc_id, d.strategy_id, d.enrichment, s.name FROM document_strategies d "
-                       "JOIN strategies s USING (strategy_id) ORDER BY d.doc_id, d.strategy_id")
+    rows = completion_records(store)
     if strategies:
         known = {r[1] for r in rows} | {r[3] for r in rows}
         missing = [s for s in strategies if s not in known]

@@ -24,8 +24,9 @@ from typing import Any, Callable, Sequence
 
 from chunkctl.pipeline import IngestOptions, IngestResult, ingest
 from chunkctl.store import Store
-from chunkctl.store.dataset import (live_state, new_run_id, part_name, remove_uncommitted,
-                                    write_shards)
+from chunkctl.store.dataset import (live_state, new_run_id, part_name, prime_records, remove_uncommitted,
+                                    write_commit, write_task_shards, write_vector_shards)
+from chunkctl.store.memory import memory_texts, put_memory_texts
 from chunkctl.store.vectors import missing_vectors, stage_rows
 from chunkctl.types import Reject
 from chunkctl.walk import walk
@@ -76,7 +77,7 @@ class _Collector:
         while rows := missing_vectors(self.store, self.model_id, after=after, limit=4096):
             self.rows += [("embeddings", cid, text, None, None) for cid, text in rows if cid not in queued]
             after = rows[-1][0]
-        for mid, text in self.store.query("SELECT memory_id, text FROM memories ORDER BY memory_id"):
+        for mid, text in memory_texts(self.store):
             self.rows.append(("memory_embeddings", mid, text, None, None))
         return None
 
@@ -85,15 +86,9 @@ def _prime(store: Store, batch, enrich_id: str | None, re_enrich: bool) -> None:
     """The manifest's records of the batch's documents, so ``ingest`` skips what is done. A stub
     document row (no text, no time) stands for a stored version and is never written out; records
     of another enrichment are left out, so those strategies are chunked and enriched again."""
-    with store.transaction():
-        for doc_id, path, sha, done in zip(*(batch.column(c).to_pylist() for c in ("doc_id", "path", "sha", "done"))):
-            if sha is None:
-                continue
-            store.con.execute("INSERT INTO documents VALUES (?, ?, ?, NULL, NULL, NULL, NULL, NULL)", [doc_id, path, sha])
-            for sid, enrichment in json.loads(done).items():
-                if not re_enrich or enrichment == enrich_id:
-                    store.con.execute("INSERT INTO document_strategies VALUES (?, ?, ?, 0, NULL, ?)",
-                                      [doc_id, sid, sha, enrichment])
+    records = zip(*(batch.column(c).to_pylist() for c in ("doc_id", "path", "sha", "done")))
+    prime_records(store, ((d, p, sha, json.loads(done)) for d, p, sha, done in records),
+                  lambda enrichment: not re_enrich or enrichment == enrich_id)
 
 
 def parse_chunk_task(batch, *, out: str, run_id: str, options: IngestOptions, model_id: str | None,
@@ -123,12 +118,7 @@ def parse_chunk_task(batch, *, out: str, run_id: str, options: IngestOptions, mo
     task_options = replace(options, include=(), exclude=(), prune=False, embedder=None,
                            embed_stage=stage if model_id else None)
     res = ingest(store, paths, task_options, command=command, on_file=lambda p, s, _: statuses.append((p, s)))
-    store.con.execute("UPDATE rejects SET run_id = ?", [run_id])
-    write_shards(store.con, Path(out), run_id, part, {
-        "documents": "SELECT * FROM documents WHERE ingested_at IS NOT NULL",  # not the stubs
-        "document_strategies": "SELECT * FROM document_strategies WHERE chunked_at IS NOT NULL",
-        **{t: f"SELECT * FROM {t}" for t in ("chunks", "memories", "embeddings", "embedding_models", "rejects",
-                                              "strategies")}})
+    write_task_shards(store, Path(out), run_id, part)
     store.close()
     rows = collector[0].rows if collector else []
     res.embedding = None
@@ -167,10 +157,9 @@ class EmbedActor:
             embed_rows(store, self.embedder, [(r["id"], r["text"]) for r in as_text], res)
         memories = [(r["id"], r["text"]) for r in todo if r["table"] == "memory_embeddings"]
         if memories:  # embed_memories reads the memories table: the entries go there first
-            store.con.executemany("INSERT INTO memories VALUES (?, '', '', '', '', 0, ?)", memories)
+            put_memory_texts(store, memories)
             res.memories = embed_memories(store, self.embedder)
-        write_shards(store.con, self.out, self.run_id, part_name(r["id"] for r in todo),
-                     {t: f"SELECT * FROM {t}" for t in ("embeddings", "memory_embeddings", "embedding_models")})
+        write_vector_shards(store, self.out, self.run_id, part_name(r["id"] for r in todo))
         store.close()
         res.seconds = time.perf_counter() - t0
         return _handoff([*passed, ("_embedding", None, None, None, pickle.dumps(res))])
@@ -321,22 +310,9 @@ def _commit(out: Path, run_id: str, command: str, result: IngestResult, walk_rej
             items: list[dict], tombstones: list[tuple[str, str]]) -> None:
     """The driver's part: the walk's rejects, the manifest (from the run's completion records) and,
     last, the run's row, which makes everything the run wrote visible."""
-    import pyarrow as pa
-
     store = Store(":memory:")
-    con = store.con
     store.put_rejects(run_id, walk_rejects)
-    write_shards(con, out, run_id, part_name(["walk"]), {"rejects": "SELECT * FROM rejects"})
-    con.register("_paths", pa.table({"doc_id": [i["doc_id"] for i in items], "path": [i["path"] for i in items]}))
-    done = sorted(str(p) for p in (out / "document_strategies").glob(f"{run_id}_*.parquet"))
-    listed = ", ".join("'" + p.replace("'", "''") + "'" for p in done)
-    parts = [f"SELECT '{run_id}' AS run_id, d.doc_id, p.path, d.sha256, d.strategy_id, d.n_chunks, d.enrichment, "
-             f"false AS deleted FROM read_parquet([{listed}]) d JOIN _paths p USING (doc_id)"] if done else []
-    con.register("_gone", pa.table({"doc_id": [d for d, _ in tombstones], "path": [p for _, p in tombstones]}))
-    parts.append(f"SELECT '{run_id}' AS run_id, doc_id, path, NULL::VARCHAR AS sha256, NULL::VARCHAR AS strategy_id, "
-                 "NULL::INTEGER AS n_chunks, NULL::VARCHAR AS enrichment, true AS deleted FROM _gone")
-    write_shards(con, out, run_id, None, {"manifest": " UNION ALL ".join(parts)})
     store.start_run(run_id, command)
     store.finish_run(run_id, result.as_dict())
-    write_shards(con, out, run_id, None, {"runs": "SELECT * FROM runs"})
+    write_commit(store, out, run_id, {i["doc_id"]: i["path"] for i in items}, tombstones, part_name(["walk"]))
     store.close()

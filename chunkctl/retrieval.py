@@ -37,6 +37,9 @@ CUTOFFS = ("k", "sage")
 MEMORY_MODES = ("none", "mixed", "per-layer")
 FUSIONS = ("none", "unified", "late")
 RERANKS = ("none", "llm")
+# the top k chunks as ranked, nothing around them and no cut-off: what most retrievers return, and
+# what published benchmarks (Chroma's) measured
+PLAIN = {"neighbour_weight": 0.0, "expand": 0, "cutoff": "k"}
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,7 @@ class Retrieval:
     mode: str = "hybrid"
     combine: str = "score"  # how hybrid joins its sides
     dense_weight: float = 0.4  # the dense side's share in score fusion
-    neighbour_weight: float = 0.3  # score fusion: the share of the better neighbour's score a chunk gets
+    neighbour_weight: float = 0.3  # the share of its better neighbour's score a chunk gets
     depth: int = 50  # candidates from each side before combining (at least k)
     bm25_k1: float = BM25_K1
     bm25_b: float = BM25_B

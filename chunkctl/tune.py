@@ -21,13 +21,12 @@ import numpy as np
 from chunkctl.chunkers import DEFAULT_SPEC
 from chunkctl.evaluate import metrics as M
 from chunkctl.evaluate.run import corpus_documents, place_questions, result_spans, score_strategy
-from chunkctl.retrieval import ChunkTable, Retrieval, candidates, finish
+from chunkctl.retrieval import PLAIN, ChunkTable, Retrieval, candidates, finish
 
 # The default search space: chunk sizes around the embedder's window, three ways to split, and the
 # retrieval settings that matter (measured: BM25's k1/b and the candidate depth move recall < 0.5).
 CHUNKERS = ("recursive:size=64", "recursive:size=96", "recursive:size=128", "recursive:size=192", "recursive",
             "sentence:size=96", "structure:size=96")
-PLAIN = {"neighbour_weight": 0.0, "expand": 0, "cutoff": "k"}  # k chunks as ranked, nothing around them
 RETRIEVALS = (Retrieval(), Retrieval(mode="vector"), Retrieval(mode="bm25"), Retrieval(combine="rrf"),
               Retrieval(dense_weight=0.2), Retrieval(dense_weight=0.6), Retrieval(neighbour_weight=0.0),
               Retrieval(expand=0), Retrieval(expand=3, expand_ratio=0.2), Retrieval(expand=3, expand_ratio=0.5),
@@ -44,6 +43,7 @@ class TuneOptions:
     retrievals: Sequence[Retrieval] = RETRIEVALS
     k: int = 5
     metric: str = "recall"
+    then: str | None = "iou"  # among those not significantly below the best metric, the best of this one
     context: int = CONTEXT
     test_share: float = 0.3
     seed: int = 0
@@ -136,8 +136,7 @@ def tune(store, qa, corpus: Sequence[str], opts: TuneOptions, exclude: Sequence[
         progress and progress(f"rank with {ch.spec}", i, len(done))
         configs += measure(store, ch, placed, questions, qvecs, opts.retrievals, opts.k, docs, opts.embedder, widest)
     report = TuneReport(configs, train, test, None, None, skipped=skipped, problems=problems + moved, options=opts)
-    eligible = [c for c in report.ranked() if c.mean_tokens(train) <= opts.context]
-    report.winner = eligible[0] if eligible else None
+    report.winner = choose([c for c in report.ranked() if c.mean_tokens(train) <= opts.context], train, opts)
     report.default = next((c for c in configs if c.strategy_id == default.strategy_id and c.retrieval == Retrieval()),
                           None)
     bm25 = next((c for c in configs if report.winner and c.strategy_id == report.winner.strategy_id
@@ -152,6 +151,22 @@ def tune(store, qa, corpus: Sequence[str], opts: TuneOptions, exclude: Sequence[
                 report.paired.append({"against": label, "config": _label(base), "metric": metric,
                                       **M.paired(ours, theirs)})
     return report
+
+
+def choose(ranked: Sequence[Config], train: Sequence[int], opts: TuneOptions) -> Config | None:
+    """The best ``opts.metric`` on the tuning questions; with ``opts.then``, the best ``then`` among
+    every configuration whose metric is not significantly below that best's (the paired bootstrap
+    95% interval of the difference reaches 0): a recall that only noise separates is no reason to
+    return a less precise context."""
+    if not ranked:
+        return None
+    best = ranked[0]
+    if opts.then is None:
+        return best
+    top = [best.per_question[opts.metric][i] for i in train]
+    tied = [c for c in ranked
+            if M.paired([c.per_question[opts.metric][i] for i in train], top, n_boot=2000)["ci95"][1] >= 0]
+    return max(tied, key=lambda c: (c.mean(opts.then, train), c.mean(opts.metric, train)))
 
 
 def measure(store, ch, placed, questions: Sequence[str], qvecs, retrievals: Sequence[Retrieval], k: int, docs,

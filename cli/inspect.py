@@ -34,16 +34,10 @@ def chunkers_cmd(json_out: Json = False) -> None:
 def stats_cmd(db: Db = "chunkctl.duckdb", json_out: Json = False) -> None:
     """Per strategy: documents, chunks, and the distribution of chunk sizes in tokens."""
     with open_store(db, read_only=True) as store:
-        docs, chars = store.query("SELECT count(*), coalesce(sum(n_chars), 0) FROM documents")[0]
-        rows = store.query("""
-            SELECT c.strategy_id, any_value(s.name), count(DISTINCT c.doc_id), count(*),
-                   min(c.n_tokens), quantile_disc(c.n_tokens, 0.5), round(avg(c.n_tokens), 1),
-                   quantile_disc(c.n_tokens, 0.95), max(c.n_tokens),
-                   round(count(c.page_start) * 100.0 / count(*), 1)
-            FROM chunks c LEFT JOIN strategies s USING (strategy_id)
-            GROUP BY c.strategy_id ORDER BY c.strategy_id""")
-        n_rejects = store.query("SELECT count(*) FROM rejects WHERE run_id = "
-                                "(SELECT run_id FROM runs ORDER BY started_at DESC LIMIT 1)")[0][0]
+        from chunkctl.store.catalog import summary
+
+        s = summary(store)
+    docs, chars, rows, n_rejects = s["documents"], s["chars"], s["strategies"], s["last_run_rejects"]
     cols = ["strategy_id", "name", "documents", "chunks", "min", "p50", "mean", "p95", "max", "% with pages"]
     if json_out:
         print_json({"documents": docs, "chars": chars, "last_run_rejects": n_rejects,
@@ -72,7 +66,9 @@ def show_cmd(
     import os
 
     with open_store(db, read_only=True) as store:
-        rows = store.query("SELECT doc_id, path FROM documents")
+        from chunkctl.store.catalog import chunk_rows, documents, strategies_of
+
+        rows = documents(store)
         absolute = os.path.abspath(doc)
         hits = [r for r in rows if doc in (r[0], r[1]) or r[1] == absolute]
         hits = hits or [r for r in rows if r[1].endswith("/" + doc.lstrip("/"))]
@@ -80,15 +76,10 @@ def show_cmd(
             fail(f"{doc!r} matches {len(hits)} documents" + (": " + ", ".join(r[1] for r in hits[:5]) if hits else ""),
                  USAGE)
         doc_id, path = hits[0]
-        sids = [r[0] for r in store.query(
-            "SELECT DISTINCT c.strategy_id FROM chunks c JOIN strategies s USING (strategy_id) "
-            "WHERE doc_id = ? AND (? IS NULL OR c.strategy_id = ? OR s.name = ?) ORDER BY 1",
-            [doc_id, strategy, strategy, strategy])]
+        sids = strategies_of(store, doc_id, strategy)
         if not sids:
             fail(f"no chunks for {path}" + (f" with strategy {strategy}" if strategy else ""), USAGE)
-        chunks = store.query(
-            "SELECT seq, char_start, char_end, page_start, page_end, n_tokens, heading_path, text "
-            "FROM chunks WHERE doc_id = ? AND strategy_id = ? ORDER BY seq", [doc_id, sids[0]])
+        chunks = chunk_rows(store, doc_id, sids[0])
     if json_out:
         keys = ["seq", "char_start", "char_end", "page_start", "page_end", "n_tokens", "heading_path", "text"]
         print_json({"doc_id": doc_id, "path": path, "strategy_id": sids[0], "chunks": [dict(zip(keys, c)) for c in chunks]})

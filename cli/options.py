@@ -86,8 +86,8 @@ RETRIEVAL_OPTIONS: dict[str, tuple[type, Any]] = {
                                      "--dense-weight) or rrf (reciprocal rank fusion).")),
     "dense_weight": (float, _opt("dense_weight", "The dense side's share in score fusion (BM25 gets the rest).",
                                  min=0.0, max=1.0)),
-    "neighbour_weight": (float, _opt("neighbour_weight", "In score fusion, the share of its better neighbouring "
-                                                         "chunk's score each chunk gets (0: none).", min=0.0, max=1.0)),
+    "neighbour_weight": (float, _opt("neighbour_weight", "Each chunk also gets this share of its better neighbouring "
+                                                         "chunk's score (0: none).", min=0.0, max=1.0)),
     "depth": (int, _opt("depth", "Candidates taken from each side before combining (at least -k).", min=1)),
     "bm25_k1": (float, _opt("bm25_k1", "BM25 term-frequency saturation.", min=0.0)),
     "bm25_b": (float, _opt("bm25_b", "BM25 length normalisation.", min=0.0, max=1.0)),

@@ -24,6 +24,9 @@ def tune_cmd(
     k: Annotated[int, typer.Option("-k", min=1, help="Results per question.")] = 5,
     metric: Annotated[str, typer.Option("--metric", help="What to maximise on the tuning questions: recall, iou, "
                                                          "precision, ndcg, mrr or hit.")] = "recall",
+    then: Annotated[str, typer.Option("--then", help="Among configurations whose --metric is not significantly below "
+                                                     "the best's (paired 95% interval), the best by this one; none: "
+                                                     "the best --metric alone.")] = "iou",
     context: Annotated[int, typer.Option("--context", min=1, metavar="TOKENS",
                                          help="Most tokens the k results of a question may hold on average.")] = 1000,
     test_share: Annotated[float, typer.Option("--test-share", min=0.05, max=0.95,
@@ -44,8 +47,9 @@ def tune_cmd(
     """Find the chunker and retrieval settings that answer your QA set best, and make them the
     defaults: every candidate is chunked and embedded once (a re-run reuses them), the questions
     are split (seeded) into a tuning part and a held-out part, the winner is chosen on the first
-    within the --context budget and reported on the second against the built-in default and BM25
-    (paired bootstrap 95% intervals). Without -c: recursive at 64, 96, 128, 192 and 256 tokens,
+    within the --context budget (the best --metric, or the best --then among those not significantly
+    below it) and reported on the second against the built-in default and BM25 (paired bootstrap
+    95% intervals). Without -c: recursive at 64, 96, 128, 192 and 256 tokens,
     sentence and structure at 96; each with the default retrieval, one setting at a time changed
     (mode, fusion, weights, expansion, cut-off), and plain dense and BM25 top-k.
 
@@ -53,8 +57,8 @@ def tune_cmd(
     from chunkctl.evaluate.qa import load_qa
     from chunkctl.tune import CHUNKERS, METRICS, TuneOptions, config_values, tune, write_config
 
-    if metric not in METRICS:
-        fail(f"--metric must be one of {', '.join(METRICS)}", USAGE)
+    if metric not in METRICS or then not in (*METRICS, "none"):
+        fail(f"--metric and --then take one of {', '.join(METRICS)} (--then also none)", USAGE)
     if not qa.is_file():
         fail(f"--qa {qa}: no such file", USAGE)
     if not corpus.is_dir():
@@ -65,7 +69,8 @@ def tune_cmd(
         fail(str(e), USAGE)
     chunkers = chunkers_from(list(chunker or CHUNKERS))
     device = device_from(device)
-    opts = TuneOptions(chunkers, k=k, metric=metric, context=context, test_share=test_share, seed=seed,
+    opts = TuneOptions(chunkers, k=k, metric=metric, then=None if then == "none" else then, context=context,
+                       test_share=test_share, seed=seed,
                        budget_s=None if budget is None else 60 * budget, embedder=embedder_from(model, device),
                        device=device, llm_settings=llm_settings_from(ctx, tune_db, device))
     exclude = [qa.name] if qa.resolve().parent == corpus.resolve() else []

@@ -24,7 +24,7 @@ import re
 import time
 import uuid
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import duckdb
 
@@ -69,6 +69,62 @@ def write_shards(con: duckdb.DuckDBPyConnection, out: Path, run_id: str, part: s
         os.replace(tmp, target)
         written.append(target)
     return written
+
+
+def prime_records(store: Store, records: Iterable[tuple[str, str, str | None, dict[str, str | None]]],
+                  keep: Callable[[str | None], bool]) -> None:
+    """The manifest's records of documents, so an ``ingest`` on this store skips what is done: a stub
+    document row (no text, no time) per (doc_id, path, sha256, {strategy: enrichment}) that has a
+    stored version, and its completion records whose enrichment ``keep`` accepts."""
+    with store.transaction():
+        for doc_id, path, sha, done in records:
+            if sha is None:
+                continue
+            store.con.execute("INSERT INTO documents VALUES (?, ?, ?, NULL, NULL, NULL, NULL, NULL)", [doc_id, path, sha])
+            for sid, enrichment in done.items():
+                if keep(enrichment):
+                    store.con.execute("INSERT INTO document_strategies VALUES (?, ?, ?, 0, NULL, ?)",
+                                      [doc_id, sid, sha, enrichment])
+
+
+def write_task_shards(store: Store, out: Path, run_id: str, part: str) -> list[Path]:
+    """A parse task's rows (its in-memory store, primed by ``prime_records``) as shards: the
+    documents and completion records it wrote (not the stubs), chunks, memories, vectors, models,
+    rejects (stamped with the run) and strategies."""
+    store.con.execute("UPDATE rejects SET run_id = ?", [run_id])
+    return write_shards(store.con, out, run_id, part, {
+        "documents": "SELECT * FROM documents WHERE ingested_at IS NOT NULL",
+        "document_strategies": "SELECT * FROM document_strategies WHERE chunked_at IS NOT NULL",
+        **{t: f"SELECT * FROM {t}" for t in ("chunks", "memories", "embeddings", "embedding_models", "rejects",
+                                              "strategies")}})
+
+
+def write_vector_shards(store: Store, out: Path, run_id: str, part: str) -> list[Path]:
+    """An embedding actor's vectors (chunks' and memory entries') and models as shards."""
+    return write_shards(store.con, out, run_id, part,
+                        {t: f"SELECT * FROM {t}" for t in ("embeddings", "memory_embeddings", "embedding_models")})
+
+
+def write_commit(store: Store, out: Path, run_id: str, paths: dict[str, str], tombstones: Sequence[tuple[str, str]],
+                 reject_part: str) -> None:
+    """The driver's files of a run, the run's row last (the commit): the walk's rejects (already
+    put in ``store``), the manifest (the run's completion records from its ``document_strategies``
+    shards, with each document's path from ``paths``, and a tombstone per (doc_id, path) deleted)
+    and ``runs`` (started and finished in ``store``)."""
+    import pyarrow as pa
+
+    con = store.con
+    write_shards(con, out, run_id, reject_part, {"rejects": "SELECT * FROM rejects"})
+    con.register("_paths", pa.table({"doc_id": list(paths), "path": list(paths.values())}))
+    done = sorted(str(p) for p in (out / "document_strategies").glob(f"{run_id}_*.parquet"))
+    listed = ", ".join("'" + p.replace("'", "''") + "'" for p in done)
+    parts = [f"SELECT '{run_id}' AS run_id, d.doc_id, p.path, d.sha256, d.strategy_id, d.n_chunks, d.enrichment, "
+             f"false AS deleted FROM read_parquet([{listed}]) d JOIN _paths p USING (doc_id)"] if done else []
+    con.register("_gone", pa.table({"doc_id": [d for d, _ in tombstones], "path": [p for _, p in tombstones]}))
+    parts.append(f"SELECT '{run_id}' AS run_id, doc_id, path, NULL::VARCHAR AS sha256, NULL::VARCHAR AS strategy_id, "
+                 "NULL::INTEGER AS n_chunks, NULL::VARCHAR AS enrichment, true AS deleted FROM _gone")
+    write_shards(con, out, run_id, None, {"manifest": " UNION ALL ".join(parts)})
+    write_shards(con, out, run_id, None, {"runs": "SELECT * FROM runs"})
 
 
 def committed_runs(out: Path) -> list[str]:

@@ -51,6 +51,17 @@ def put_memories(store: Store, chunks, layers: Sequence[str] = ALL_LAYERS) -> in
     return len(rows)
 
 
+def memory_texts(store: Store) -> list[tuple[str, str]]:
+    """(memory_id, text) of every memory entry, by id."""
+    return store.query("SELECT memory_id, text FROM memories ORDER BY memory_id")
+
+
+def put_memory_texts(store: Store, entries: Sequence[tuple[str, str]]) -> None:
+    """Bare (memory_id, text) entries, only so ``embed_memories`` finds them (an embedding actor's
+    store holds no chunks)."""
+    store.con.executemany("INSERT INTO memories VALUES (?, '', '', '', '', 0, ?)", list(entries))
+
+
 def embed_memories(store: Store, embedder, strategy: str | None = None, batch: int = 256) -> int:
     """Give every memory entry without a vector of ``embedder.model_id`` one; returns how many."""
     import numpy as np

@@ -129,7 +129,7 @@ def test_structure_prefix_in_the_store_switching_and_back(cli, sample_copy, tmp_
     assert code == 0 and res["embedding"]["embedded"] == 0 and res["embedding"]["cached"] == n
     assert store_rows(db, "SELECT count(*) FROM embeddings") == [(n,)]
     code, out, err = cli("search", "quarantine of returned seed packets", "--db", db, "--fusion", "late",
-                         "--alpha", "0.7", "-k", "3", "--json")
+                         "--alpha", "0.7", "-k", "3", "--cutoff", "k", "--json")
     assert code == 0, err
     hits = json.loads(out)
     assert len(hits) == 3 and hits[0]["score"] >= hits[1]["score"]
@@ -298,11 +298,11 @@ def test_title_with_the_embedded_model(cli, tmp_path):
     docs.mkdir()
     (docs / "notes.txt").write_text((SAMPLE_DOCS / "notes.txt").read_text()[:460])
     db = tmp_path / "s.duckdb"
-    code, out, err = cli("ingest", docs, "--db", db, "--enrich", "title", "--no-embed")
+    code, out, err = cli("ingest", docs, "--db", db, "--enrich", "title", "--no-embed", "-c", "recursive:size=256")
     assert code == 0, err
     (meta, embed_text, text), = store_rows(db, "SELECT metadata, embed_text, text FROM chunks")
     title = json.loads(meta)["title"]
     assert title["model"].startswith("smollm2") and title["title"].strip()
     assert embed_text == f"Title: {title['title']}\n\n{text}"
-    code, out, err = cli("ingest", docs, "--db", db, "--enrich", "title", "--no-embed")
+    code, out, err = cli("ingest", docs, "--db", db, "--enrich", "title", "--no-embed", "-c", "recursive:size=256")
     assert code == 0 and "Nothing to do" in out

@@ -159,7 +159,8 @@ def test_eval_on_sample_docs(cli, tmp_path):
     assert pl.read_parquet(tmp_path / "h.parquet").height == 6
     code, _, _ = cli(*args, "--save", tmp_path / "h.parquet", "-q")
     assert code == 0 and pl.read_parquet(tmp_path / "h.parquet").height == 12  # appended: a history
-    code, out, err = cli(*args, "-q", "--fail-under", "recall@1=0.99", "--fail-under", "iou=0.0")
+    plain = ["--mode", "vector", "--neighbour-weight", "0", "--expand", "0", "--cutoff", "k"]  # as the gate was set
+    code, out, err = cli(*args, *plain, "-q", "--fail-under", "recall@1=0.99", "--fail-under", "iou=0.0")
     assert code == 4 and "gate failed" in err and "structure recall@1" in err
     assert "recursive:size=128 recall@1" not in err  # that one passes
 

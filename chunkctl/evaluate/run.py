@@ -77,7 +77,9 @@ class EvalReport:
 
 def corpus_documents(store, under: Sequence[str] | None = None) -> dict[str, tuple[str, str]]:
     """{doc_id: (path, text)} of the store (or of the documents under the given folders)."""
-    rows = store.query("SELECT doc_id, path, text FROM documents")
+    from chunkctl.store.catalog import documents
+
+    rows = documents(store, with_text=True)
     if under:  # stored paths are absolute as walked (symlinks kept), so compare in the same form
         roots = [os.path.abspath(u) for u in under]
         rows = [r for r in rows if any(r[1] == root or r[1].startswith(root.rstrip("/") + "/") for root in roots)]
@@ -213,9 +215,10 @@ def evaluate(store, qa: QASet, opts: EvalOptions, corpus: Sequence[str] | None =
                 llm_stats[ch.strategy_id] = res.llm
     elif opts.enrichment is not None:  # the stored chunks, enriched as asked
         from chunkctl.pipeline import enrich_store
+        from chunkctl.store.catalog import has_chunks
 
         for ch in chunkers:
-            if store.query("SELECT 1 FROM chunks WHERE strategy_id = ? LIMIT 1", [ch.strategy_id]):
+            if has_chunks(store, ch.strategy_id):
                 res = enrich_store(store, opts.enrichment, [ch.strategy_id], opts.embedder, opts.llm_settings,
                                    command="eval")
                 rejected += [f"{r.path}: rejected at {r.stage}: {r.reason}" for r in res.rejects]
