@@ -119,8 +119,9 @@ class Retrieval:
 
 @dataclass
 class Result:
-    """One returned span: the chunks ``first``..``last`` of one document (positions in the chunk
-    table), ranked by ``score``; ``chunk_id`` is the hit that brought it."""
+    """One returned span, ``char_start``..``char_end`` of its document: the consecutive chunks
+    ``chunk_ids`` (one, or a hit with the neighbours it took in), ranked by ``score``; ``chunk_id``
+    is the hit that brought it."""
     chunk_id: str
     score: float
     doc_id: str
@@ -189,7 +190,7 @@ def candidates(store, table: ChunkTable, queries: Sequence[str], r: Retrieval, e
         if embedder is None:
             raise ValueError(f"--mode {r.mode} needs an embedding model")
         if not len(table):
-            return Candidates([[] for _ in queries] if r.dense else None, [[] for _ in queries])
+            return Candidates([[] for _ in queries], [[] for _ in queries] if r.lexical else None)
         qv = np.asarray(embedder.embed(list(queries)) if qvecs is None else qvecs, dtype=np.float32)
         dense, dense_of = _dense(store, table, qv, r, embedder)
     if r.lexical:
