@@ -45,6 +45,7 @@ bench: install
 	$(PY) bench/embed_cpu.py
 	$(PY) bench/semantic_speed.py
 	$(PY) bench/chroma_repro.py
+	$(PY) bench/retrieval_quality.py
 
 docs: install
 	$(PY) scripts/render_cli_reference.py
