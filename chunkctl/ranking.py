@@ -1,6 +1,7 @@
-"""The arithmetic of ranking, apart from any store: fusing a dense and a lexical candidate list,
-reciprocal rank fusion, SAGE's cut-off, and widening a hit to its neighbouring chunks. Lists are of
-(position, score), best first; positions index one strategy's chunk table."""
+"""The arithmetic of ranking, apart from any store: fusing a dense and a lexical candidate list
+(score fusion or reciprocal rank fusion), the neighbour term, widening a hit to its neighbouring
+chunks, and SAGE's cut-off. Lists are of (position, score), best first; positions index one
+strategy's chunk table, in document order."""
 from __future__ import annotations
 
 from typing import Hashable, Sequence
@@ -99,6 +100,7 @@ def widen(ranked: Sequence[tuple[int, float]], doc_of: Sequence[Hashable], k: in
 
     def joins(q: int, pos: int, score: float) -> bool:
         return doc_of[q] == doc_of[pos] and score_of.get(q, 0.0) >= ratio * score
+
     for pos, score in ranked:
         if len(runs) >= k:
             break
