@@ -138,17 +138,26 @@ class ChunkTable:
     def __init__(self, store, strategy: str | None):
         from chunkctl.store import index as ix
 
-        self.strategy = strategy
+        self.store, self.strategy = store, strategy
         rows = ix.chunk_table(store, strategy)
         self.ids = [r[0] for r in rows]
         self.docs = [r[1] for r in rows]
         self.strategies = [r[2] for r in rows]
         self.groups = list(zip(self.docs, self.strategies))  # neighbours: same document and strategy
         self.spans = [(r[3], r[4]) for r in rows]
-        self.texts = [r[5] for r in rows]
-        self.tokens = [r[6] for r in rows]
+        self.tokens = [r[5] for r in rows]
         self.pos = {cid: i for i, cid in enumerate(self.ids)}
         self._vectors: dict[str, Any] = {}
+        self._texts: list[str] | None = None
+
+    @property
+    def texts(self) -> list[str]:
+        """The chunks' texts, read on first use (reranking and eval need them; search does not)."""
+        if self._texts is None:
+            from chunkctl.store import index as ix
+
+            self._texts = ix.chunk_texts(self.store, self.strategy)
+        return self._texts
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -311,10 +320,9 @@ def search(store, query: str, k: int = 10, r: Retrieval = Retrieval(), strategy:
 
     if not query.strip():
         raise ValueError("the query is empty")
-    sid = ix.resolve_strategy(store, strategy)
     if r.dense and embedder is not None and not ix.has_vectors(store, embedder.model_id):
         raise ValueError(f"no {embedder.model_id} vectors in this store: run `chunkctl embed` first")
-    results = rank(store, [query], k, r, sid, embedder, reranker)[0]
+    results = rank(store, [query], k, r, strategy, embedder, reranker)[0]
     if not results:
         return []
     docs = ix.documents_text(store, {res.doc_id for res in results})

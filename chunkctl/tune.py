@@ -199,7 +199,7 @@ def _label(c: Config) -> str:
 def config_values(c: Config) -> dict[str, Any]:
     """The winner as chunkctl.toml's top-level keys (option names): the chunker for ingest and
     eval, the retrieval options for search and eval."""
-    return {"chunker": [c.spec], **{k: v for k, v in c.retrieval.as_dict().items()}}
+    return {"chunker": [c.spec], **c.retrieval.as_dict()}
 
 
 def _toml_value(v: Any) -> str:

@@ -12,8 +12,6 @@ from chunkctl.store.extensions import load_extensions
 if TYPE_CHECKING:
     import numpy as np
 
-BM25_K1, BM25_B = 1.2, 0.75  # DuckDB fts's defaults (chunkctl.retrieval passes its own)
-
 
 def resolve_strategy(store: Store, strategy: str | None) -> str | None:
     """A strategy id from an id or an unambiguous name (None: every strategy)."""
@@ -26,11 +24,19 @@ def resolve_strategy(store: Store, strategy: str | None) -> str | None:
     return ids[0]
 
 
-def chunk_table(store: Store, strategy: str | None) -> list[tuple[str, str, str, int, int, str, int | None]]:
-    """(chunk_id, doc_id, strategy_id, char_start, char_end, text, n_tokens) of one strategy's
-    chunks (every strategy's with None), in document order."""
-    return store.query("SELECT chunk_id, doc_id, strategy_id, char_start, char_end, text, n_tokens FROM chunks "
-                       "WHERE ? IS NULL OR strategy_id = ? ORDER BY doc_id, strategy_id, seq", [strategy, strategy])
+_TABLE_ORDER = "WHERE ? IS NULL OR strategy_id = ? ORDER BY doc_id, strategy_id, seq"
+
+
+def chunk_table(store: Store, strategy: str | None) -> list[tuple[str, str, str, int, int, int | None]]:
+    """(chunk_id, doc_id, strategy_id, char_start, char_end, n_tokens) of one strategy's chunks
+    (every strategy's with None), in document order."""
+    return store.query("SELECT chunk_id, doc_id, strategy_id, char_start, char_end, n_tokens FROM chunks "
+                       + _TABLE_ORDER, [strategy, strategy])
+
+
+def chunk_texts(store: Store, strategy: str | None) -> list[str]:
+    """The texts of ``chunk_table``'s chunks, in its order (read only where they are needed)."""
+    return [r[0] for r in store.query("SELECT text FROM chunks " + _TABLE_ORDER, [strategy, strategy])]
 
 
 def vector_matrix(store: Store, model_id: str, strategy: str | None) -> tuple[list[str], np.ndarray]:
@@ -118,8 +124,8 @@ def _fts_table(store: Store, strategy: str | None) -> str:
     return name
 
 
-def bm25_ranks(store: Store, queries: Sequence[str], strategy: str | None, k: int, k1: float = BM25_K1,
-               b: float = BM25_B) -> list[list[tuple[str, float]]]:
+def bm25_ranks(store: Store, queries: Sequence[str], strategy: str | None, k: int, k1: float,
+               b: float) -> list[list[tuple[str, float]]]:
     """The top ``k`` (chunk_id, BM25 score) of each query; chunks sharing no term are never listed."""
     table = _fts_table(store, strategy)
     sql = (f"SELECT chunk_id, score FROM (SELECT chunk_id, fts_main_{table}.match_bm25(chunk_id, ?, k := ?, "

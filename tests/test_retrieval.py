@@ -91,10 +91,11 @@ def test_bm25_scores_and_stems_match_a_reference_implementation(tmp_path, cli):
     with Store(db) as store:
         sid = store.query("SELECT strategy_id FROM strategies")[0][0]
         rows = ix.chunk_table(store, sid)
-        terms = [ix.bm25_terms(store, sid, r[5]) for r in rows]
+        texts = ix.chunk_texts(store, sid)
+        terms = [ix.bm25_terms(store, sid, t) for t in texts]
         stemmer = Stemmer.Stemmer("porter")
         words = {w for (w,) in store.query(f"SELECT DISTINCT unnest(fts_main_{ix._fts_table(store, sid)}.tokenize(?))",
-                                           [" ".join(r[5] for r in rows)]) if w.isalpha() and w.isascii()}
+                                           [" ".join(texts)]) if w.isalpha() and w.isascii()}
         duck = dict(store.query("SELECT w, stem(w, 'porter') FROM (SELECT unnest(?) AS w)", [sorted(words)]))
         assert len(words) > 300 and all(duck[w] == stemmer.stemWord(w) for w in words)
         for k1, b in ((1.2, 0.75), (0.9, 0.4)):
