@@ -17,7 +17,7 @@ import os
 import tempfile
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -25,16 +25,60 @@ from typing import Any, Callable, Sequence
 import duckdb
 
 from chunkctl.chunkers import Chunker, ChunkContext, chunk_all
-from chunkctl.parse import doc_id_for, kind_of, load_document
+from chunkctl.parse import doc_id_for, kind_of
 from chunkctl.store import Store
 from chunkctl.store.catalog import completion_records
 from chunkctl.store.memory import put_memories
 from chunkctl.store.vectors import put_chunk_vectors
+from chunkctl.parse.isolated import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S
 from chunkctl.types import Document, Reject, RejectError
-from chunkctl.walk import Found, walk
+from chunkctl.walk import Found, check_regular, open_regular, walk
 
 STREAM_THRESHOLD = 64 << 20  # text files above this are read, chunked and stored block by block
 STREAM_BLOCK = 1 << 20  # characters chunked at a time: a block's token encodings stay small
+BIG_DOCUMENT = 8 << 20  # characters: a parsed document longer than this is chunked block by block
+MAX_FILE_MB = 512  # files a parser must hold whole (all but text) larger than this are rejected
+TEMP_PREFIX = ".chunkctl-"  # + the store's file name + "-": a streamed document's text being written
+
+
+class StoreError(Exception):
+    """The store cannot be written (disk full, an invalidated database): the run must end here.
+    Everything committed before stays; a re-run resumes."""
+
+
+def store_failure(err: BaseException) -> str | None:
+    """Why ``err`` is a failure of the store or its disk rather than of one file, or None."""
+    import errno
+
+    text = str(err)
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+        return f"{err.strerror or err} (writing {err.filename or 'the store'})"
+    if isinstance(err, duckdb.Error) and ("No space left" in text or "Disk quota" in text):
+        return "no space left on the device holding the store"
+    if isinstance(err, duckdb.FatalException) or "database has been invalidated" in text:
+        return f"the database stopped accepting writes: {text.splitlines()[0][:300]}"
+    return None
+
+
+def remove_stale_temp_files(store: Store) -> int:
+    """Delete streamed-text temp files a killed run left beside the store. Safe: this process
+    holds the store's write lock, so no other run of this store is writing one."""
+    if store.path == ":memory:":
+        return 0
+    folder = os.path.dirname(os.path.abspath(store.path))
+    prefix = f"{TEMP_PREFIX}{os.path.basename(store.path)}-"
+    removed = 0
+    try:
+        names = [n for n in os.listdir(folder) if n.startswith(prefix) and n.endswith(".txt")]
+    except OSError:
+        return 0
+    for name in names:
+        try:
+            os.unlink(os.path.join(folder, name))
+            removed += 1
+        except OSError:
+            pass
+    return removed
 
 
 @dataclass(frozen=True)
@@ -46,6 +90,11 @@ class IngestOptions:
     prune: bool = False
     pdf_backend: str = "pdfium"
     stream_threshold: int = STREAM_THRESHOLD
+    max_file_mb: int | None = MAX_FILE_MB  # None: no size limit
+    follow_symlinks: bool = False  # follow links that lead outside the given roots
+    parse_workers: int = 2  # parser processes; 0 parses in this process (no time or memory limit)
+    document_timeout: float | None = DEFAULT_TIMEOUT_S  # seconds one file's parse may take
+    parse_memory_mb: int | None = DEFAULT_MEMORY_MB  # resident memory one parse may use
     embedder: Any = None  # the embedding stage's model; None skips the stage
     device: str = "auto"  # where embedding chunkers (semantic, cluster, late) run their model
     llm: Any = None  # chunkctl.llm.LLMSettings for LLM chunkers and enrichers; None: the defaults
@@ -67,6 +116,7 @@ class IngestResult:
     enriched: Counter = field(default_factory=Counter)  # strategy_id -> stored chunks enriched again
     trimmed: int = 0  # chunks whose metadata block was shortened to fit the embedder's window
     rejects: list[Reject] = field(default_factory=list)
+    warnings: list[tuple[str, str]] = field(default_factory=list)  # (path, what): stored, but not quite whole
     embedding: Any = None  # the embedding stage's EmbedResult, when it ran
     llm: Any = None  # the LLM's LLMStats, when a chunker used it
     seconds: float = 0.0
@@ -83,6 +133,7 @@ class IngestResult:
             "chunks_written": dict(self.chunks), "chunks_enriched": dict(self.enriched),
             "prefixes_trimmed": self.trimmed, "seconds": round(self.seconds, 3),
             "rejects": [{"path": r.path, "stage": r.stage, "reason": r.reason} for r in self.rejects],
+            "warnings": [{"path": p, "warning": w} for p, w in self.warnings],
             **({"embedding": self.embedding.as_dict()} if self.embedding is not None else {}),
             **({"llm": self.llm.as_dict()} if self.llm is not None else {}),
         }
@@ -142,7 +193,14 @@ class _Run:
 def ingest(store: Store, paths: Sequence[str | Path], options: IngestOptions, command: str = "ingest",
            on_file: Callable[[str, str, int], None] | None = None) -> IngestResult:
     """Ingest files and folders into ``store``. ``on_file(path, status, total)`` reports each
-    path as it is done, with the number of paths found (the walk runs first: it is cheap)."""
+    path as it is done, with the number of paths found (the walk runs first: it is cheap).
+
+    Files are read and checked here, parsed in the worker pool (``chunkctl.parse.isolated``: up to
+    ``parse_workers`` at once, each within ``document_timeout`` and ``parse_memory_mb``), then
+    chunked and stored here in walk order. Any failure of one file is a reject row and the run
+    goes on; a store that cannot be written (disk full, an invalidated database) raises StoreError."""
+    from chunkctl.parse.isolated import ParsePool
+
     t0 = time.perf_counter()
     run = _Run(store, command)
     res = run.result
@@ -157,26 +215,54 @@ def ingest(store: Store, paths: Sequence[str | Path], options: IngestOptions, co
     seen_ids: set[str] = set()
     for ch in options.chunkers:
         store.put_strategy(ch.strategy_id, ch.name, ch.params())  # writes only a new strategy
-    found = list(walk(paths, options.include, options.exclude))
+    remove_stale_temp_files(store)
+    found = list(walk(paths, options.include, options.exclude, follow_symlinks=options.follow_symlinks))
     total = len(found)
-    for item in found:
-        if isinstance(item, Reject):
-            run.reject(item)
-            on_file and on_file(item.path, "rejected", total)
-            continue
-        res.seen += 1
-        seen_ids.add(doc_id_for(item.path))
+    pending: deque[tuple[Found, _Plan]] = deque()
+
+    def settle(item: Found, work: Callable[[], Any]) -> Any:
+        """Run one file's step; report the file unless the step hands back a parse still running."""
         try:
-            status = _ingest_file(store, run, item, options, ctx, stage)
+            status = work()
+            if isinstance(status, _Plan):
+                return status
         except RejectError as err:
             run.reject(Reject(str(item.path), err.stage, err.reason))
             status = "rejected"
-        except duckdb.Error as err:  # the document's transaction was rolled back; the run goes on
-            run.reject(Reject(str(item.path), "store", f"{type(err).__name__}: {err}"))
+        except (duckdb.Error, OSError) as err:
+            why = store_failure(err)
+            if why:
+                raise StoreError(why) from err
+            where = "store" if isinstance(err, duckdb.Error) else "read"  # rolled back; the run goes on
+            run.reject(Reject(str(item.path), where, f"{type(err).__name__}: {err}"))
+            status = "rejected"
+        except Exception as err:  # a bug or an exotic input: this file only, said plainly
+            run.reject(Reject(str(item.path), "internal", f"{type(err).__name__}: {err}"[:1000]))
             status = "rejected"
         finally:
             ctx.forget()
         on_file and on_file(str(item.path), status, total)
+        return None
+
+    def drain() -> None:
+        item, plan = pending.popleft()
+        settle(item, lambda: _store_parsed(store, run, plan, options, ctx, stage, pool))
+
+    with ParsePool(options.parse_workers, options.document_timeout, options.parse_memory_mb) as pool:
+        for item in found:
+            if isinstance(item, Reject):
+                run.reject(item)
+                on_file and on_file(item.path, "rejected", total)
+                continue
+            res.seen += 1
+            seen_ids.add(doc_id_for(item.path))
+            plan = settle(item, lambda: _plan_file(store, run, item, options, ctx, stage, pool))
+            if plan is not None:
+                pending.append((item, plan))
+            while pending and (len(pending) > pool.size or pending[0][1].job.done.is_set()):
+                drain()
+        while pending:
+            drain()
     if options.prune:
         roots = [os.path.abspath(p) for p in paths]
         for doc_id, path in store.documents_under(roots):
@@ -216,20 +302,42 @@ def enrich_store(store: Store, enrichment, strategies: Sequence[str] | None = No
     return run.finish(EmbedStage(store, embedder) if embedder is not None else None, ctx, t0)
 
 
-def _ingest_file(store: Store, run: _Run, item: Found, options: IngestOptions, ctx: ChunkContext, stage) -> str:
+@dataclass
+class _Plan:
+    """A file read and found to need parsing: what to do with its Document once the pool has it."""
+    path: Path
+    doc_id: str
+    sha: str
+    stored_sha: str | None
+    same: bool  # the stored version has these bytes (only strategies are missing or forced)
+    todo: list
+    stale: list
+    enrich_id: str | None
+    job: Any = None
+
+
+def _plan_file(store: Store, run: _Run, item: Found, options: IngestOptions, ctx: ChunkContext, stage,
+               pool) -> str | _Plan:
+    """Read a file and decide: unchanged, enrich again, stream it here, or parse it (a _Plan)."""
     path = item.path
     kind = kind_of(path)  # unsupported types are rejected before reading a byte
     if item.size == 0:
         raise RejectError("read", "empty file (0 bytes)")
     streamed = kind == "text" and item.size > options.stream_threshold
-    try:
-        data = None if streamed else path.read_bytes()
-        sha = file_sha256(path) if streamed else hashlib.sha256(data).hexdigest()
-    except OSError as err:
-        raise RejectError("read", f"cannot read: {err.strerror or err}") from None
+    if not streamed and options.max_file_mb and item.size > options.max_file_mb << 20:
+        raise RejectError("read", f"{item.size >> 20} MB is more than the {kind} parser takes "
+                                  f"(--max-file-mb {options.max_file_mb}); only text files are streamed")
+    if streamed:
+        check_regular(item)
+        try:
+            data, sha = None, file_sha256(path)
+        except OSError as err:
+            raise RejectError("read", f"cannot read: {err.strerror or err}") from None
+    else:
+        data = open_regular(item, limit=options.max_file_mb << 20 if options.max_file_mb else None)
+        sha = hashlib.sha256(data).hexdigest()
     doc_id = doc_id_for(path)
     stored_sha, done = store.document_state(doc_id)
-    wanted = {ch.strategy_id for ch in options.chunkers}
     same = stored_sha == sha and not options.force
     todo = [ch for ch in options.chunkers if not (same and ch.strategy_id in done)]
     enrichment, enrich_id = options.enrichment, _enrichment_id(options.enrichment, ctx)
@@ -241,40 +349,94 @@ def _ingest_file(store: Store, run: _Run, item: Found, options: IngestOptions, c
     if not todo:
         _enrich_stored(store, run, doc_id, [ch.strategy_id for ch in stale], enrichment, enrich_id, ctx)
         return "enriched"
+    plan = _Plan(path, doc_id, sha, stored_sha, same, todo, stale, enrich_id)
     if streamed:
         _ingest_streamed(store, run, path, doc_id, sha, todo, ctx, keep_others=same, enrichment=enrichment,
                          enrich_id=enrich_id)
-    else:
-        doc = load_document(path, data, pdf_backend=options.pdf_backend, sha256=sha)
-        chunks = chunk_all(doc, todo, ctx)
-        complete = dict.fromkeys(chunks, True)
-        if enrichment is not None:
-            for sid in chunks:
-                chunks[sid], complete[sid] = run.enrich(doc, chunks[sid], enrichment, ctx)
-        run.ensure_started()
-        with store.transaction():
-            if not same:
-                store.put_document(doc_id, str(path), sha, doc.mime, doc.text, doc.metadata)
-                store.drop_document_chunks(doc_id)
-            else:
-                store.drop_document_chunks(doc_id, [ch.strategy_id for ch in todo])
-            for ch in todo:
-                store.put_chunks(chunks[ch.strategy_id])
-                put_memories(store, chunks[ch.strategy_id])
-                put_chunk_vectors(store, chunks[ch.strategy_id])
-                store.mark_done(doc_id, ch.strategy_id, sha, len(chunks[ch.strategy_id]),
-                                enrich_id if complete[ch.strategy_id] else None)
-        for sid, cs in chunks.items():
-            run.result.chunks[sid] += len(cs)
-            if stage is not None:
-                stage.add(cs, doc.text, ctx)
-    if stale:
-        _enrich_stored(store, run, doc_id, [ch.strategy_id for ch in stale], enrichment, enrich_id, ctx)
-    if stored_sha is None:
+        return _finish_file(store, run, plan, options, ctx)
+    plan.job = pool.submit(str(path), data, pdf_backend=options.pdf_backend, sha256=sha)
+    return plan
+
+
+def _store_parsed(store: Store, run: _Run, plan: _Plan, options: IngestOptions, ctx: ChunkContext, stage,
+                  pool) -> str:
+    """Chunk, enrich and store a parsed document in one transaction; queue its chunks to embed."""
+    doc = pool.result(plan.job)
+    plan.job = None  # the Document is not kept beyond this file
+    if doc.metadata.get("replaced_chars"):
+        run.result.warnings.append((doc.path, f"{doc.metadata['replaced_chars']} character(s) could not be decoded "
+                                              f"as {doc.metadata.get('encoding', 'text')} and became U+FFFD"))
+    todo, same = plan.todo, plan.same
+    chunks = chunk_in_blocks(doc, todo, ctx)
+    complete = dict.fromkeys(chunks, True)
+    if options.enrichment is not None:
+        for sid in chunks:
+            chunks[sid], complete[sid] = run.enrich(doc, chunks[sid], options.enrichment, ctx)
+    run.ensure_started()
+    with store.transaction():
+        if not same:
+            store.put_document(plan.doc_id, doc.path, plan.sha, doc.mime, doc.text, doc.metadata)
+            store.drop_document_chunks(plan.doc_id)
+        else:
+            store.drop_document_chunks(plan.doc_id, [ch.strategy_id for ch in todo])
+        for ch in todo:
+            store.put_chunks(chunks[ch.strategy_id])
+            put_memories(store, chunks[ch.strategy_id])
+            put_chunk_vectors(store, chunks[ch.strategy_id])
+            store.mark_done(plan.doc_id, ch.strategy_id, plan.sha, len(chunks[ch.strategy_id]),
+                            plan.enrich_id if complete[ch.strategy_id] else None)
+    for sid, cs in chunks.items():
+        run.result.chunks[sid] += len(cs)
+        if stage is not None:
+            stage.add(cs, doc.text, ctx)
+    return _finish_file(store, run, plan, options, ctx)
+
+
+def chunk_in_blocks(doc: Document, chunkers: Sequence[Chunker], ctx: ChunkContext,
+                    block_chars: int = BIG_DOCUMENT) -> dict[str, list]:
+    """``chunk_all``, but a document longer than ``block_chars`` is chunked block by block (cut at
+    blank lines, elements and pages clipped to each block), as a streamed text is: a tokenization
+    of 50 M characters at once takes gigabytes; one block's stays small. A block edge is one more
+    chunk boundary; offsets are the document's, as always."""
+    if len(doc.text) <= block_chars:
+        return chunk_all(doc, chunkers, ctx)
+    from chunkctl.types import Element, Page
+
+    out: dict[str, list] = {ch.strategy_id: [] for ch in chunkers}
+    seq = dict.fromkeys(out, 0)
+    text, a = doc.text, 0
+    while a < len(text):
+        b = min(len(text), a + STREAM_BLOCK)
+        if b < len(text):
+            cut = text.rfind("\n\n", a + STREAM_BLOCK // 2, b)
+            cut = cut if cut > 0 else text.rfind("\n", a + STREAM_BLOCK // 2, b)
+            b = cut + 1 if cut > 0 else b
+        els = [Element(e.kind, max(e.start, a) - a, min(e.end, b) - a, e.heading_path, e.level,
+                       None if e.header_end is None or not a <= e.header_end <= b else e.header_end - a)
+               for e in doc.elements if e.end > a and e.start < b]
+        pages = [Page(p.number, max(p.start, a) - a, min(p.end, b) - a, p.label) for p in doc.pages
+                 if p.end > a and p.start < b]
+        part = Document(doc.doc_id, doc.path, doc.sha256, doc.mime, text[a:b], els, pages,
+                        {**doc.metadata, "block_start": a})
+        for sid, cs in chunk_all(part, chunkers, ctx, base=a, first_seq=seq).items():
+            out[sid].extend(cs)
+            seq[sid] += len(cs)
+        ctx.forget()
+        a = b
+    return out
+
+
+def _finish_file(store: Store, run: _Run, plan: _Plan, options: IngestOptions, ctx: ChunkContext) -> str:
+    if plan.stale:
+        _enrich_stored(store, run, plan.doc_id, [ch.strategy_id for ch in plan.stale], options.enrichment,
+                       plan.enrich_id, ctx)
+    if plan.stored_sha is None:
         run.result.new += 1
         return "new"
     run.result.updated += 1
-    return "updated" if stored_sha != sha or options.force else f"added {len(todo)}/{len(wanted)} strategies"
+    if plan.stored_sha != plan.sha or options.force:
+        return "updated"
+    return f"added {len(plan.todo)}/{len(options.chunkers)} strategies"
 
 
 def _enrichment_id(enrichment, ctx: ChunkContext) -> str | None:
@@ -315,7 +477,8 @@ def _ingest_streamed(store: Store, run: _Run, path: Path, doc_id: str, sha: str,
     run.ensure_started()
     encoding, n_chars = "utf-8", 0
     tmp_dir = None if store.path == ":memory:" else os.path.dirname(os.path.abspath(store.path)) or None
-    fd, tmp_name = tempfile.mkstemp(suffix=".txt", prefix=".chunkctl-", dir=tmp_dir)
+    prefix = f"{TEMP_PREFIX}{os.path.basename(store.path)}-" if tmp_dir else TEMP_PREFIX
+    fd, tmp_name = tempfile.mkstemp(suffix=".txt", prefix=prefix, dir=tmp_dir)
     sids = [ch.strategy_id for ch in chunkers]
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:

@@ -218,7 +218,7 @@ def ingest_ray(paths: Sequence[str | Path], out: str | Path, options: IngestOpti
     run_id = new_run_id()
     result = IngestResult(run_id=run_id)
     state = live_state(out)
-    found = list(walk(paths, options.include, options.exclude))
+    found = list(walk(paths, options.include, options.exclude, follow_symlinks=options.follow_symlinks))
     files = [f for f in found if not isinstance(f, Reject)]
     walk_rejects = [f for f in found if isinstance(f, Reject)]
     result.rejects = list(walk_rejects)

@@ -32,6 +32,14 @@ _MAX_SEGMENT = 16_384
 # that follow begin the next segment) and a long segment is cut *before* its last space.
 _BLANK_LINE = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)*")
 _LAST_SPACE = re.compile(r"\s(?=\S*$)")
+# WordPiece turns a word longer than 100 characters into one [UNK]: 4 M characters without white
+# space would be "1 token". Segments averaging more than _ODD_RATIO characters per token are cut
+# inside such runs every _MAX_WORD characters, so each piece is tokenized on its own. Hence the
+# bound: a token covers at most _MAX_WORD non-space characters, except inside a segment that
+# averages under _ODD_RATIO characters per token (at most one segment, 16,384 characters).
+_MAX_WORD = 100
+_ODD_RATIO = 8
+_LONG_RUN = re.compile(r"\S{%d,}" % (_MAX_WORD + 1))
 
 TOKENIZER_NAMES = ("minilm", "cl100k")
 
@@ -191,6 +199,13 @@ class TokenIndex:
         self.seg_ends = self.seg_starts[1:] + [len(text)]
         self.encs = tokenizer.encode_batch([text[s:e] for s, e in zip(self.seg_starts, self.seg_ends)])
         counts = [tokenizer.length(e) for e in self.encs]
+        cuts = [c for s, e, n in zip(self.seg_starts, self.seg_ends, counts) if e - s > _ODD_RATIO * n + _MAX_WORD
+                for m in _LONG_RUN.finditer(text, s, e) for c in range(m.start() + _MAX_WORD, m.end(), _MAX_WORD)]
+        if cuts:  # rare: text with huge runs without white space
+            self.seg_starts = sorted(set(self.seg_starts).union(cuts))
+            self.seg_ends = self.seg_starts[1:] + [len(text)]
+            self.encs = tokenizer.encode_batch([text[s:e] for s, e in zip(self.seg_starts, self.seg_ends)])
+            counts = [tokenizer.length(e) for e in self.encs]
         self.cum = [0, *accumulate(counts)]  # tokens before segment i
         self._off: dict[int, Offsets] = {}
 

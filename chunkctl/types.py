@@ -8,6 +8,8 @@ from bisect import bisect_right
 from dataclasses import dataclass, field
 from typing import Any
 
+from chunkctl.redact import redact
+
 @dataclass(frozen=True, slots=True)
 class Element:
     """A structural block of the document: its kind, span and the headings above it."""
@@ -87,11 +89,30 @@ class Chunk:
     embed_text: str | None = None
 
 
+def shown(text: str) -> str:
+    """``text`` as it can be stored and printed: a file name's undecodable bytes (Python keeps them
+    as lone surrogates) become ``\\xff`` escapes; valid text is returned unchanged."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape" if _escaped_only(text) else "surrogatepass"
+                           ).decode("utf-8", "backslashreplace")
+
+
+def _escaped_only(text: str) -> bool:
+    return all(not 0xD800 <= ord(c) <= 0xDFFF or 0xDC80 <= ord(c) <= 0xDCFF for c in text)
+
+
 @dataclass(frozen=True, slots=True)
 class Reject:
     path: str
-    stage: str  # walk | read | parse | chunk | store
+    stage: str  # walk | read | parse | chunk | enrich | store | internal
     reason: str
+
+    def __post_init__(self):
+        object.__setattr__(self, "path", shown(str(self.path)))
+        object.__setattr__(self, "reason", redact(shown(str(self.reason))))  # a server may echo a key
 
 
 class RejectError(Exception):

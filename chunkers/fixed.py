@@ -13,18 +13,23 @@ class Fixed(TokenBounded):
     """Windows of `size` tokens; each starts `size - overlap` tokens after the previous one.
 
     Windows are cut at token boundaries of the document's one tokenization, so a window may end
-    inside a word (as every token-window chunker does); `recursive` avoids that.
+    inside a word (as every token-window chunker does); `recursive` avoids that. A window reaches to
+    where the next token starts (less trailing white space), so characters the tokenizer skips
+    (zero-width spaces, control characters) stay in a chunk instead of falling between two.
     """
 
     name = "fixed"
 
     def split(self, doc: Document, ctx: ChunkContext):
-        idx = ctx.tokens(doc.text, self.tokenizer)
+        text = doc.text
+        idx = ctx.tokens(text, self.tokenizer)
         n, step = idx.total, self.size - self.overlap
         for first in range(0, n, step):
             last = min(first + self.size, n) - 1
-            start, end = idx.token_span(first)[0], idx.token_span(last)[1]
-            if not doc.text[start:end].isspace():  # cl100k has whitespace tokens; such a window says nothing
+            start = idx.token_span(first)[0] if first else len(text) - len(text.lstrip())
+            end = idx.token_span(last + 1)[0] if last + 1 < n else len(text)
+            end = start + len(text[start:end].rstrip())
+            if end > start and not text[start:end].isspace():  # cl100k has whitespace tokens: such a window says nothing
                 yield Span(start, end, last - first + 1)
             if last == n - 1:
                 break

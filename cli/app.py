@@ -84,4 +84,23 @@ def _root(
 
 
 def main() -> None:
-    app()
+    """The console entry point: no traceback reaches a user. A store or disk failure is one line
+    and exit 1 (what was committed stays; a re-run resumes); so is a bug, with CHUNKCTL_DEBUG=1 to
+    see its traceback."""
+    import os
+    import sys
+
+    try:
+        app()
+    except Exception as e:  # Typer has handled usage errors and Exit by now
+        if os.environ.get("CHUNKCTL_DEBUG"):
+            raise
+        from chunkctl.pipeline import store_failure
+        from chunkctl.redact import redact
+        from chunkctl.types import shown
+
+        why = store_failure(e) or (str(e) if type(e).__name__ == "StoreError" else None)
+        line = (f"store failure: {why}; everything committed before it is kept, re-run to resume" if why
+                else f"internal error: {type(e).__name__}: {e} (CHUNKCTL_DEBUG=1 shows the traceback)")
+        sys.stderr.write(f"error: {redact(shown(line))}\n")
+        sys.exit(1)

@@ -6,6 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from chunkctl.redact import command_line
+
 from chunkctl.cli.options import Db, Device, EmbedFields, EmbedFormat, Enrich, Json, Model, Quiet
 from chunkctl.cli.render import (OK, PARTIAL, USAGE, device_from, embedder_from, enrichment_from, fail,
                                 llm_settings_from, open_store, out, print_json)
@@ -36,7 +38,7 @@ def enrich_cmd(
     device = device_from(device)
     embedder = None if no_embed else embedder_from(model, device)
     enrichment = enrichment_from(enrich, embed_format, embed_fields, embedder)
-    command = "enrich " + " ".join(sys.argv[2:])
+    command = command_line(sys.argv[1:])
     with open_store(db) as store:
         try:
             result = enrich_store(store, enrichment, strategy, embedder, llm_settings_from(ctx, db, device), command)

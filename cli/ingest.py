@@ -9,6 +9,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from chunkctl.redact import command_line
+
 from chunkctl.cli.options import (Chunkers, Db, Device, EmbedFields, EmbedFormat, Enrich, Json, Model, PdfBackend,
                                   Quiet)
 from chunkctl.cli.render import (OK, PARTIAL, USAGE, chunkers_from, device_from, embedder_from, enrichment_from, err,
@@ -38,6 +40,22 @@ def ingest_cmd(
     stream_mb: Annotated[int, typer.Option(
         "--stream-mb", min=1, help="Text files larger than this many MB are read, chunked and stored in "
                                    "blocks, in bounded memory.")] = 64,
+    document_timeout: Annotated[float, typer.Option(
+        "--document-timeout", min=0, envvar="CHUNKCTL_DOCUMENT_TIMEOUT", metavar="SECONDS",
+        help="Longest one file's parse may take; past it the parser is stopped and the file rejected "
+             "(0: no limit).")] = 120.0,
+    parse_memory: Annotated[int, typer.Option(
+        "--parse-memory", min=0, envvar="CHUNKCTL_PARSE_MEMORY", metavar="MB",
+        help="Most resident memory one file's parse may use (zip and flate bombs); 0: no limit.")] = 3072,
+    parse_workers: Annotated[int, typer.Option(
+        "--parse-workers", min=0, help="Parser processes working at once; 0 parses inside this process, "
+                                       "without the time and memory limits.")] = 2,
+    max_file_mb: Annotated[int, typer.Option(
+        "--max-file-mb", min=0, help="Reject files larger than this that must be parsed whole (all but "
+                                     "plain text, which is streamed); 0: no limit.")] = 512,
+    follow_symlinks: Annotated[bool, typer.Option(
+        "--follow-symlinks", help="Follow symlinks that lead outside the folders and files given (by default "
+                                  "they are rejected).")] = False,
     engine: Annotated[str, typer.Option(
         "--engine", envvar="CHUNKCTL_ENGINE",
         help="local (one process, into --db) or ray (Ray Data tasks and an embedding actor pool, into a "
@@ -79,6 +97,8 @@ def ingest_cmd(
         fail(f"no such file or folder: {', '.join(missing)}", USAGE)
     chunkers = chunkers_from(chunker)
     device = device_from(device)  # for embedding chunkers too: a missing GPU is a usage error
+    limits = dict(document_timeout=document_timeout or None, parse_memory_mb=parse_memory or None,
+                  parse_workers=parse_workers, max_file_mb=max_file_mb or None, follow_symlinks=follow_symlinks)
     if engine not in ("local", "ray"):
         fail("--engine must be local or ray", USAGE)
     if (engine == "ray") != (out_dir is not None):
@@ -90,14 +110,14 @@ def ingest_cmd(
                                  embed_batch=embed_batch, gpus_per_actor=gpus_per_actor, files_per_task=files_per_task,
                                  cpu_tasks=cpu_tasks)
         _ingest_ray(ctx, paths, out_dir, chunkers, ray_options, include, exclude, force, prune, pdf_backend,
-                    stream_mb, device, enrich, embed_format, embed_fields, verbose, quiet, json_out)
+                    stream_mb, device, enrich, embed_format, embed_fields, verbose, quiet, json_out, limits)
     embedder = None if no_embed else embedder_from(model, device)
     options = IngestOptions(chunkers, include=include or (), exclude=exclude or (), force=force, prune=prune,
                             pdf_backend=pdf_backend, stream_threshold=stream_mb << 20, embedder=embedder,
                             device=device, llm=llm_settings_from(ctx, db, device),
-                            enrichment=enrichment_from(enrich, embed_format, embed_fields, embedder))
+                            enrichment=enrichment_from(enrich, embed_format, embed_fields, embedder), **limits)
     store = open_store(db, create=True)
-    command = "ingest " + " ".join(sys.argv[2:]) if len(sys.argv) > 1 else "ingest"
+    command = command_line(sys.argv[1:])
     with store, _progress(quiet or json_out, verbose) as on_file:
         result = ingest(store, [str(p) for p in paths], options, command=command, on_file=on_file)
     if json_out:
@@ -108,7 +128,7 @@ def ingest_cmd(
 
 
 def _ingest_ray(ctx, paths, out_dir, chunkers, ray_options, include, exclude, force, prune, pdf_backend, stream_mb,
-                device, enrich, embed_format, embed_fields, verbose, quiet, json_out) -> None:
+                device, enrich, embed_format, embed_fields, verbose, quiet, json_out, limits) -> None:
     """--engine ray: the same options, run on Ray Data into the dataset ``out_dir``."""
     import importlib.util
 
@@ -130,8 +150,9 @@ def _ingest_ray(ctx, paths, out_dir, chunkers, ray_options, include, exclude, fo
     options = IngestOptions(chunkers, include=include or (), exclude=exclude or (), force=force, prune=prune,
                             pdf_backend=pdf_backend, stream_threshold=stream_mb << 20, device=device,
                             llm=llm_settings_from(ctx, str(out_dir), device),
-                            enrichment=enrichment_from(enrich, embed_format, embed_fields, None))
-    command = "ingest " + " ".join(sys.argv[2:]) if len(sys.argv) > 1 else "ingest"
+                            enrichment=enrichment_from(enrich, embed_format, embed_fields, None),
+                            **{**limits, "parse_workers": min(limits["parse_workers"], 1)})  # one per Ray task
+    command = command_line(sys.argv[1:])
     with _progress(True, verbose) as on_file:
         result = ingest_ray([str(p) for p in paths], out_dir, options, ray_options, command=command,
                             on_file=on_file, quiet=quiet or json_out or not verbose)
@@ -204,6 +225,8 @@ def summary(result, db: str, command: str = "ingest") -> None:
                       "first tokens are in their vectors (use smaller chunks)", highlight=False)
     if result.llm is not None:
         out.print(f"LLM: {result.llm.line()}", highlight=False)
+    for path, warning in result.warnings:
+        out.print(f"[yellow]warning:[/] {path}: {warning}", highlight=False)
     if result.rejects:
         rt = Table(title=f"{len(result.rejects)} rejected (stored in the rejects table)", title_justify="left")
         rt.add_column("path", overflow="fold")

@@ -18,7 +18,10 @@ err = Console(stderr=True, soft_wrap=True)  # messages stay one line: greppable 
 
 
 def fail(message: str, code: int = FAILURE) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    from chunkctl.redact import redact
+
+    err.print("[bold red]error:[/] ", end="", highlight=False)
+    err.print(redact(message), highlight=False, markup=False)
     raise typer.Exit(code)
 
 

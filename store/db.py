@@ -8,6 +8,7 @@ redoes that document.
 from __future__ import annotations
 
 import json
+import os
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,6 +29,34 @@ TABLES = ("documents", "chunks", "strategies", "document_strategies", "runs", "r
           "embeddings", "embedding_cache", "embedding_models", "fts_indexes", "memories", "memory_embeddings")
 
 
+def _connect(path: str, read_only: bool) -> duckdb.DuckDBPyConnection:
+    return duckdb.connect(path, read_only=read_only,
+                          config={"memory_limit": MEMORY_LIMIT, "preserve_insertion_order": False})
+
+
+def _create_atomically(path: Path) -> None:
+    """A new store appears whole or not at all: it is built under a temporary name, migrated and
+    checkpointed, then renamed into place. A 0-byte file where the store should be (left by a run
+    killed while DuckDB created it, before this rule) is replaced the same way."""
+    try:
+        if path.stat().st_size > 0:
+            return
+        if path.with_name(path.name + ".wal").exists():
+            return  # not ours to judge: DuckDB replays its log
+    except FileNotFoundError:
+        pass
+    tmp = path.with_name(f".{path.name}.creating-{os.getpid()}")
+    for stale in (tmp, tmp.with_name(tmp.name + ".wal")):
+        stale.unlink(missing_ok=True)
+    con = _connect(str(tmp), False)
+    try:
+        Store._migrate(con)
+        con.execute("CHECKPOINT")
+    finally:
+        con.close()
+    os.replace(tmp, path)
+
+
 def _now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
@@ -37,8 +66,9 @@ class Store:
         self.path = str(path)
         if read_only and not Path(self.path).exists():
             raise FileNotFoundError(f"no store at {self.path}")
-        self.con = duckdb.connect(self.path, read_only=read_only,
-                                  config={"memory_limit": MEMORY_LIMIT, "preserve_insertion_order": False})
+        if not read_only and self.path != ":memory:":
+            _create_atomically(Path(self.path))
+        self.con = _connect(self.path, read_only)
         if not read_only:
             self.migrate()
 
@@ -53,15 +83,24 @@ class Store:
 
     # -- schema ---------------------------------------------------------------------------
     def migrate(self) -> list[str]:
-        self.con.execute("CREATE TABLE IF NOT EXISTS migrations (name VARCHAR, applied_at TIMESTAMP)")
-        done = {r[0] for r in self.con.execute("SELECT name FROM migrations").fetchall()}
+        return Store._migrate(self.con)
+
+    @staticmethod
+    def _migrate(con) -> list[str]:
+        con.execute("CREATE TABLE IF NOT EXISTS migrations (name VARCHAR, applied_at TIMESTAMP)")
+        done = {r[0] for r in con.execute("SELECT name FROM migrations").fetchall()}
         applied = []
         for name, sql in MIGRATIONS:
             if name in done:
                 continue
-            with self.transaction():
-                self.con.execute(sql)
-                self.con.execute("INSERT INTO migrations VALUES (?, ?)", [name, _now()])
+            con.execute("BEGIN TRANSACTION")
+            try:
+                con.execute(sql)
+                con.execute("INSERT INTO migrations VALUES (?, ?)", [name, _now()])
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
             applied.append(name)
         return applied
 

@@ -89,6 +89,31 @@ class FaultServer:
                     self.wfile.write(data[: len(data) // 2])
                     self.wfile.flush()
                     self.close_connection = True
+                elif kind == "trickle":  # ("trickle", seconds per byte): a valid reply, one byte at a time
+                    data = json.dumps(reply_for(self.path, body, "slow")).encode()
+                    self.send_response(200)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(data)))
+                    self.end_headers()
+                    try:
+                        for i in range(len(data)):
+                            self.wfile.write(data[i:i + 1])
+                            self.wfile.flush()
+                            time.sleep(args[0])
+                    except OSError:  # the client gave up
+                        self.close_connection = True
+                elif kind == "big":  # ("big", n bytes): a reply whose text is n bytes long
+                    pad = '"' + "x" * args[0] + '"'
+                    data = ('{"choices": [{"index": 0, "message": {"role": "assistant", "content": ' + pad
+                            + '}, "finish_reason": "stop"}]}').encode()
+                    self.send_response(200)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(data)))
+                    self.end_headers()
+                    try:
+                        self.wfile.write(data)
+                    except OSError:
+                        self.close_connection = True
                 elif kind == "nonjson":
                     self._raw(200, b"<html>502 Bad Gateway from a proxy</html>", "text/html")
                 elif kind == "text":  # ("text", reply): this reply instead of the default one

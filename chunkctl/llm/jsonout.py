@@ -25,6 +25,21 @@ def parse_json(text: str, schema: dict[str, Any]) -> Any:
     except jsonschema.ValidationError as e:
         where = "/".join(map(str, e.absolute_path)) or "the top level"
         raise SchemaError(f"reply does not match the schema at {where}: {e.message}") from None
+    return integers(value, schema)
+
+
+def integers(value: Any, schema: dict[str, Any]) -> Any:
+    """``value`` with integral floats made ints where the schema wants an integer (JSON Schema
+    counts ``2.0`` as the integer 2, and as a member of ``enum: [1, 2]``; Python's list indexing
+    does not). Validated already, so every such float is integral."""
+    if isinstance(value, float) and value.is_integer() and (
+            schema.get("type") == "integer" or any(isinstance(x, int) and x == value for x in schema.get("enum", ()))):
+        return int(value)
+    if isinstance(value, dict):
+        props = schema.get("properties") or {}
+        return {k: integers(v, props[k]) if isinstance(props.get(k), dict) else v for k, v in value.items()}
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [integers(v, schema["items"]) for v in value]
     return value
 
 

@@ -2,8 +2,12 @@
 OpenAI) over ``/v1/chat/completions`` and ``/v1/completions``.
 
 Transient failures (429, 5xx, timeouts, refused or dropped connections, a truncated or non-JSON
-body) are retried with exponential backoff and full jitter, honouring ``Retry-After``; any other
-4xx fails at once. The final error names the server, the model and the last cause.
+body) are retried with exponential backoff and full jitter, honouring ``Retry-After`` up to
+``max_wait``; any other 4xx fails at once. The final error names the server, the model and the last
+cause. Bounds that a misbehaving server cannot stretch: each attempt ends ``timeout`` seconds after
+it starts however slowly the bytes trickle in (the body is read in pieces against a deadline), the
+whole request (attempts and waits) ends after ``deadline`` seconds, and a reply larger than
+``max_reply_bytes`` is dropped unread. Error messages never carry the API key or URL credentials.
 
 Scoring uses prompt log-probs (``echo`` + ``logprobs`` on ``/v1/completions``, as vLLM returns
 them). A server that cannot echo them is found out on the first scoring request; from then on
@@ -13,18 +17,22 @@ scored in ``scored_by``.
 from __future__ import annotations
 
 import email.utils
+import json
 import random
 import threading
 import time
 from dataclasses import replace
 from typing import Any, Callable
+from urllib.parse import urlsplit
 
 from chunkctl.llm import wire
 from chunkctl.llm.jsonout import with_instruction
 from chunkctl.llm.types import Backend, Completion, LLMError, Request
+from chunkctl.redact import redact, redact_url
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 DEFAULT_CONTEXT = 4096
+MAX_REPLY_BYTES = 16 << 20  # a top-20 log-prob reply for 1,000 tokens is about 1.5 MB
 
 
 class ClientError(LLMError):
@@ -39,13 +47,18 @@ class OpenAIBackend:
     name = "openai"
 
     def __init__(self, base_url: str, model: str | None = None, api_key: str | None = None,
-                 timeout: float = 120.0, retries: int = 4, backoff: float = 0.5, max_wait: float = 60.0,
-                 connections: int = 8, fallback: Callable[[], Backend] | None = None):
+                 timeout: float = 120.0, retries: int = 4, backoff: float = 0.5, max_wait: float = 30.0,
+                 connections: int = 8, fallback: Callable[[], Backend] | None = None, deadline: float | None = None,
+                 max_reply_bytes: int = MAX_REPLY_BYTES):
         import httpx
 
-        self.base_url = self.where = base_url.rstrip("/")
+        self.base_url = base_url.rstrip("/")
+        self.where = redact_url(self.base_url)  # what messages and stats may show
+        self._secrets = [x for x in (api_key, urlsplit(self.base_url).password) if x]
         self._model = model
         self.timeout, self.retries, self.backoff, self.max_wait = timeout, retries, backoff, max_wait
+        self.deadline = deadline if deadline is not None else 2.5 * timeout
+        self.max_reply_bytes = max_reply_bytes
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.Client(headers=headers, timeout=timeout,
                                   limits=httpx.Limits(max_connections=max(connections, 1)))
@@ -84,7 +97,7 @@ class OpenAIBackend:
         data = self._request("GET", "/models", None).get("data") or []
         ids = [m.get("id") for m in data if m.get("id")]
         if not ids:
-            raise LLMError(f"{self.base_url}: the server lists no models; name one with --llm-model")
+            raise LLMError(f"{self.where}: the server lists no models; name one with --llm-model")
         return ids
 
     def close(self) -> None:
@@ -134,7 +147,7 @@ class OpenAIBackend:
 
     def _fallback_score(self, req: Request) -> Completion:
         if self._fallback_factory is None:
-            raise LLMError(f"{self.base_url} ({self.model_id}) returns no prompt log-probs, and no local "
+            raise LLMError(f"{self.where} ({self.model_id}) returns no prompt log-probs, and no local "
                            "scorer is configured")
         with self._lock:
             if self._fallback is None:
@@ -150,7 +163,7 @@ class OpenAIBackend:
         t0 = time.perf_counter()
         comp = wire.completion(self._request("POST", path, body), self.model_id, time.perf_counter() - t0)
         if not comp.logprobs:
-            raise LLMError(f"{self.base_url} ({self.model_id}) returned no log-probs for the next token")
+            raise LLMError(f"{self.where} ({self.model_id}) returned no log-probs for the next token")
         return replace(comp, candidates=wire.pick_candidates(comp.logprobs[0].top, req.candidates))
 
     # -- HTTP with retries ---------------------------------------------------------------------
@@ -159,29 +172,73 @@ class OpenAIBackend:
 
         url = self.base_url + path
         cause = ""
+        end = time.monotonic() + self.deadline
         for attempt in range(self.retries + 1):
             wait = None
+            left = end - time.monotonic()
+            if left <= 0:
+                cause = f"{cause}; the request's deadline ({self.deadline:g} s) passed" if cause else "deadline passed"
+                break
             try:
-                r = self._http.request(method, url, json=body)
+                status, text, retry_after = self._fetch(method, url, body, min(self.timeout, left))
+            except _TooSlow as e:
+                cause = str(e)
             except httpx.TimeoutException:
-                cause = f"no reply within {self.timeout:g} s"
+                cause = f"no reply within {min(self.timeout, left):g} s"
             except httpx.TransportError as e:  # refused, reset, or a body cut short
                 cause = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
             else:
-                if r.status_code in RETRY_STATUS:
-                    cause = f"HTTP {r.status_code}: {_excerpt(r.text)}"
-                    wait = _retry_after(r.headers.get("retry-after"))
-                elif r.status_code >= 400:
-                    raise ClientError(f"{url}: HTTP {r.status_code}: {_excerpt(r.text)}", r.status_code, r.text)
+                if status in RETRY_STATUS:
+                    cause = f"HTTP {status}: {self._excerpt(text)}"
+                    wait = _retry_after(retry_after)
+                elif status >= 400:
+                    raise ClientError(f"{self.where}{path}: HTTP {status}: {self._excerpt(text)}", status,
+                                      redact(text, self._secrets))
                 else:
                     try:
-                        return r.json()
+                        value = json.loads(text)
                     except ValueError:
-                        cause = f"reply is not JSON: {_excerpt(r.text)!r}"
+                        cause = f"reply is not JSON: {self._excerpt(text)!r}"
+                    else:
+                        if isinstance(value, dict):
+                            return value
+                        raise LLMError(f"{self.where}{path}: the reply is JSON but not an object: "
+                                       f"{self._excerpt(text)!r}")
             if attempt < self.retries:
-                time.sleep(min(self.max_wait, wait if wait is not None else self._backoff(attempt)))
+                pause = min(self.max_wait, wait if wait is not None else self._backoff(attempt))
+                if pause >= end - time.monotonic():
+                    cause += f" (waiting {pause:.0f} s more would pass the request's {self.deadline:g} s deadline)"
+                    break
+                time.sleep(pause)
         model = f" ({self._model})" if self._model else ""
-        raise LLMError(f"{self.base_url}{model}: gave up after {self.retries + 1} attempt(s): {cause}")
+        raise LLMError(f"{self.where}{model}: gave up after {attempt + 1} attempt(s): {cause}")
+
+    def _fetch(self, method: str, url: str, body: dict[str, Any] | None, limit: float) -> tuple[int, str, str | None]:
+        """(status, body text, Retry-After) of one attempt, read against a wall-clock deadline of
+        ``limit`` seconds and the reply size cap."""
+        import httpx
+
+        stop = time.monotonic() + limit
+        timeout = httpx.Timeout(limit)
+        with self._http.stream(method, url, json=body, timeout=timeout) as r:
+            declared = r.headers.get("content-length")
+            if declared and declared.isdigit() and int(declared) > self.max_reply_bytes:
+                raise LLMError(f"{self.where}: the reply is {int(declared) >> 20} MB, more than the "
+                               f"{self.max_reply_bytes >> 20} MB a reply may be; not read")
+            parts, size = [], 0
+            for piece in r.iter_bytes():  # decoded: a gzip bomb counts at its real size
+                size += len(piece)
+                if size > self.max_reply_bytes:
+                    raise LLMError(f"{self.where}: the reply passed {self.max_reply_bytes >> 20} MB, the most a "
+                                   "reply may be; stopped reading")
+                parts.append(piece)
+                if time.monotonic() > stop:
+                    raise _TooSlow(f"the reply was still arriving after {limit:g} s (a server trickling bytes)")
+            text = b"".join(parts).decode(r.encoding or "utf-8", errors="replace")
+            return r.status_code, text, r.headers.get("retry-after")
+
+    def _excerpt(self, text: str, n: int = 200) -> str:
+        return redact(" ".join(text[:4 * n].split())[:n], self._secrets)
 
     def _backoff(self, attempt: int) -> float:
         return random.uniform(0, self.backoff * 2 ** attempt)  # full jitter
@@ -206,5 +263,5 @@ def _mentions_schema(body: str) -> bool:
     return "response_format" in low or "json_schema" in low
 
 
-def _excerpt(text: str, n: int = 200) -> str:
-    return " ".join(text.split())[:n]
+class _TooSlow(LLMError):
+    """One attempt passed its wall-clock limit while the body was still arriving."""

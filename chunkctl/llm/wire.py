@@ -40,44 +40,77 @@ def payload(req: Request, model: str, native_schema: bool) -> tuple[str, dict[st
     return "/completions", body
 
 
-def completion(resp: dict[str, Any], model: str, latency_s: float) -> Completion:
-    """A Completion from a chat or legacy completion response; LLMError if it has no choice."""
-    try:
-        choice = resp["choices"][0]
-    except (KeyError, IndexError, TypeError):
-        raise LLMError(f"reply has no choices: {str(resp)[:200]}") from None
+def completion(resp: Any, model: str, latency_s: float) -> Completion:
+    """A Completion from a chat or legacy completion response. The envelope is checked as carefully
+    as the content: LLMError for a reply without a usable choice, text that is not a string, or
+    log-probs of the wrong shape. ``usage`` is accounting only: a count that is not a number is 0."""
+    choices = resp.get("choices") if isinstance(resp, dict) else None
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        raise LLMError(f"reply has no usable choices: {str(resp)[:200]}")
+    choice = choices[0]
     msg = choice.get("message")
-    text = (msg or {}).get("content") if msg is not None else choice.get("text")
-    usage = resp.get("usage") or {}
+    if msg is not None and not isinstance(msg, dict):
+        raise LLMError(f"reply's message is a {type(msg).__name__}, not an object")
+    text = msg.get("content") if msg is not None else choice.get("text")
+    if text is not None and not isinstance(text, str):
+        raise LLMError(f"reply's text is a {type(text).__name__}, not a string: {str(text)[:100]}")
+    usage = resp.get("usage") if isinstance(resp.get("usage"), dict) else {}
+    try:
+        logprobs = parse_logprobs(choice.get("logprobs"))
+    except (TypeError, ValueError, KeyError, AttributeError) as e:
+        raise LLMError(f"reply's log-probs are malformed: {type(e).__name__}: {e}"[:300]) from None
+    name, reason = resp.get("model"), choice.get("finish_reason")
     return Completion(
         text=text or "",
-        logprobs=parse_logprobs(choice.get("logprobs")),
-        prompt_tokens=int(usage.get("prompt_tokens") or 0),
-        completion_tokens=int(usage.get("completion_tokens") or 0),
+        logprobs=logprobs,
+        prompt_tokens=_count(usage.get("prompt_tokens")),
+        completion_tokens=_count(usage.get("completion_tokens")),
         latency_s=latency_s,
-        model=resp.get("model") or model,
-        finish_reason=choice.get("finish_reason") or "",
+        model=name if isinstance(name, str) and name else model,
+        finish_reason=reason if isinstance(reason, str) else "",
     )
 
 
-def parse_logprobs(lp: dict[str, Any] | None) -> tuple[TokenLogprob, ...]:
+def _count(v: Any) -> int:
+    """A token count: a non-negative integer (or an integral float or digit string), else 0."""
+    if isinstance(v, bool):
+        return 0
+    if isinstance(v, int):
+        return max(v, 0)
+    if isinstance(v, float) and v.is_integer() and v >= 0:
+        return int(v)
+    if isinstance(v, str) and v.strip().isdigit():
+        return int(v)
+    return 0
+
+
+def parse_logprobs(lp: Any) -> tuple[TokenLogprob, ...]:
     if not lp:
         return ()
+    if not isinstance(lp, dict):
+        raise TypeError(f"logprobs is a {type(lp).__name__}")
     if lp.get("content") is not None:  # chat shape (and llama.cpp's legacy completions)
         out, pos = [], 0
         for t in lp["content"]:
-            top = tuple((a["token"], float(a["logprob"])) for a in t.get("top_logprobs") or ())
-            out.append(TokenLogprob(t["token"], _num(t.get("logprob")), pos, top))
-            pos += len(t["token"])
+            tok = _token(t["token"])
+            top = tuple((_token(a["token"]), float(a["logprob"])) for a in t.get("top_logprobs") or ())
+            out.append(TokenLogprob(tok, _num(t.get("logprob")), pos, top))
+            pos += len(tok)
         return tuple(out)
-    tokens = lp.get("tokens") or []
+    tokens = [_token(t) for t in lp.get("tokens") or []]
     values = lp.get("token_logprobs") or [None] * len(tokens)
     tops = lp.get("top_logprobs") or [None] * len(tokens)
     offsets = lp.get("text_offset") or _running_offsets(tokens)
     return tuple(
         TokenLogprob(tok, _num(v), int(off),
-                     tuple(sorted(((a, float(b)) for a, b in (top or {}).items()), key=lambda x: -x[1])))
+                     tuple(sorted(((_token(a), float(b)) for a, b in (top or {}).items()), key=lambda x: -x[1])))
         for tok, v, top, off in zip(tokens, values, tops, offsets))
+
+
+def _token(t: Any) -> str:
+    if not isinstance(t, str):
+        raise TypeError(f"a token is a {type(t).__name__}, not a string")
+    return t
 
 
 def _num(v) -> float | None:

@@ -12,7 +12,7 @@ from pathlib import PurePath
 from chunkctl.parse.blocks import Parsed
 from chunkctl.parse.pdf import PDF_BACKENDS
 from chunkctl.parse.unstructured import SUFFIXES as UNSTRUCTURED_SUFFIXES
-from chunkctl.types import Document, RejectError
+from chunkctl.types import Document, RejectError, shown
 
 KINDS = {
     ".txt": "text", ".text": "text", ".log": "text", ".csv": "text", ".tsv": "text",
@@ -39,9 +39,36 @@ def kind_of(path: str | PurePath) -> str:
     raise RejectError("parse", f"unsupported file type {suffix or '(no extension)'!r}")
 
 
+ZIP_MAX_BYTES = 1 << 30  # a zip container (DOCX, PPTX, EPUB, ...) may expand to at most this
+ZIP_MAX_RATIO = 200  # ... and no member larger than ZIP_RATIO_FLOOR may expand more than this
+ZIP_RATIO_FLOOR = 16 << 20
+
+
+def check_zip(data: bytes) -> None:
+    """Reject a zip bomb before a parser opens it. Python's zipfile (python-docx, python-pptx,
+    unstructured) never reads a member past its declared size, so the declared sizes bound the work."""
+    import io
+    import zipfile
+
+    try:
+        infos = zipfile.ZipFile(io.BytesIO(data)).infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
+        raise RejectError("parse", f"not a valid zip container: {err}") from None
+    total = sum(i.file_size for i in infos)
+    if total > ZIP_MAX_BYTES:
+        raise RejectError("parse", f"zip bomb guard: the container expands to {total >> 20} MB "
+                                   f"(more than {ZIP_MAX_BYTES >> 20} MB)")
+    for i in infos:
+        if i.file_size > ZIP_RATIO_FLOOR and i.file_size > ZIP_MAX_RATIO * max(i.compress_size, 1):
+            raise RejectError("parse", f"zip bomb guard: {i.filename} expands {i.file_size // max(i.compress_size, 1)}"
+                                       f"x to {i.file_size >> 20} MB")
+
+
 def parse_bytes(data: bytes, kind: str, suffix: str = "", pdf_backend: str = "pdfium") -> Parsed:
     if not data:
         raise RejectError("read", "empty file (0 bytes)")
+    if data[:4] == b"PK\x03\x04" and kind in ("docx", "unstructured"):
+        check_zip(data)
     if kind == "text":
         from chunkctl.parse.text import parse_text
         return parse_text(data)
@@ -67,7 +94,8 @@ def doc_id_for(path: str | PurePath) -> str:
     """Stable across edits of the file: derived from its absolute path ("-" for standard input)."""
     if str(path) == "-":
         return "-"
-    return hashlib.blake2b(os.path.abspath(path).encode(), digest_size=8).hexdigest()
+    # fsencode: a name with bytes that are not UTF-8 hashes its real bytes (str.encode would fail)
+    return hashlib.blake2b(os.fsencode(os.path.abspath(path)), digest_size=8).hexdigest()
 
 
 def load_document(path: str | PurePath, data: bytes, kind: str | None = None, pdf_backend: str = "pdfium",
@@ -89,5 +117,7 @@ def load_document(path: str | PurePath, data: bytes, kind: str | None = None, pd
         meta["first_heading"] = parsed.text[heading.start:heading.end].strip()
     if parsed.pages:
         meta["page_spans"] = [[p.number, p.start, p.end] for p in parsed.pages]
-    return Document(doc_id_for(path), str(path), sha256 or hashlib.sha256(data).hexdigest(), MIME[kind],
+    if not parsed.text.strip():
+        raise RejectError("parse", "no text: the document is empty or white space once parsed")
+    return Document(doc_id_for(path), shown(str(path)), sha256 or hashlib.sha256(data).hexdigest(), MIME[kind],
                     parsed.text, parsed.elements, parsed.pages, meta)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from chunkctl.parse.blocks import BlockBuilder, Parsed, table_text
-from chunkctl.parse.text import detect_encoding
+from chunkctl.parse.text import decode
 
 _DROP = {"script", "style", "noscript", "template", "svg", "head", "nav", "iframe", "button", "form"}
 _HEADINGS = {f"h{i}": i for i in range(1, 7)}
@@ -55,7 +55,8 @@ def _table_rows(table) -> list[list[str]]:
 def parse_html(data: bytes) -> Parsed:
     from selectolax.lexbor import LexborHTMLParser
 
-    tree = LexborHTMLParser(data.decode(detect_encoding(data[:1 << 20]), errors="replace"))
+    raw, decoded = decode(data)
+    tree = LexborHTMLParser(raw)
     out = BlockBuilder()
     inline: list[str] = []
 
@@ -102,4 +103,4 @@ def parse_html(data: bytes) -> Parsed:
     flush()
     title = tree.css_first("title")
     meta = {"title": collapse(title.text())} if title is not None and title.text().strip() else {}
-    return out.build(meta)
+    return out.build({**meta, **({"replaced_chars": decoded["replaced_chars"]} if "replaced_chars" in decoded else {})})

@@ -3,7 +3,7 @@ gives each heading, paragraph, list, table and code block its span."""
 from __future__ import annotations
 
 from chunkctl.parse.blocks import Parsed, normalize
-from chunkctl.parse.text import detect_encoding
+from chunkctl.parse.text import decode
 from chunkctl.types import Element
 
 _KINDS = {
@@ -16,7 +16,8 @@ _KINDS = {
 def parse_markdown(data: bytes) -> Parsed:
     from markdown_it import MarkdownIt
 
-    text = normalize(data.decode(detect_encoding(data[:1 << 20]), errors="replace"))
+    raw, meta = decode(data)
+    text = normalize(raw)
     line_starts = [0]
     for i, ch in enumerate(text):
         if ch == "\n":
@@ -47,4 +48,4 @@ def parse_markdown(data: bytes) -> Parsed:
             header_end = min(offset(tok.map[0] + 1) - 1, end)  # the header row's line
         if end > start:
             elements.append(Element(kind, start, end, tuple(t for _, t in path), level, header_end))
-    return Parsed(text, elements, [], {})
+    return Parsed(text, elements, [], meta)

@@ -31,10 +31,19 @@ def detect_encoding(sample: bytes) -> str:
             return "utf-8"
     if b"\x00" in sample:
         raise RejectError("parse", "binary content (NUL bytes) in a text file")
+    # A few bad bytes in otherwise valid UTF-8 (a truncated copy, one corrupt sector) are replaced,
+    # not a reason to reject the file. Valid multi-byte sequences say it is UTF-8; a legacy
+    # single-byte text (cp1252) has none, and goes to the detector below.
+    decoded = sample.decode("utf-8", errors="replace")
+    few_bad = decoded.count("\ufffd") <= max(4, len(sample) // 1000)
+    if few_bad and any(ord(c) > 127 and c != "\ufffd" for c in decoded):
+        return "utf-8"
     from charset_normalizer import from_bytes
 
     matches = from_bytes(sample)
     best = matches.best()
+    if best is None and few_bad:
+        return "utf-8"
     if best is None:
         raise RejectError("parse", "binary content: no text encoding fits these bytes")
     # charset-normalizer breaks ties by list order and often names cp1250 for French or German
@@ -63,11 +72,20 @@ def paragraphs(text: str, base: int = 0) -> list[Element]:
     return out
 
 
-def parse_text(data: bytes) -> Parsed:
+def decode(data: bytes) -> tuple[str, dict]:
+    """The bytes as text, and metadata: the encoding, and how many characters could not be decoded
+    (each became U+FFFD; the ingest summary warns about them)."""
     encoding = detect_encoding(data[:1 << 20])
-    text = normalize(data.decode(encoding, errors="replace"))
+    text = data.decode(encoding, errors="replace")
+    replaced = text.count("\ufffd")
+    return text, {"encoding": encoding, **({"replaced_chars": replaced} if replaced else {})}
+
+
+def parse_text(data: bytes) -> Parsed:
+    raw, meta = decode(data)
+    text = normalize(raw)
     check_textual(text)
-    return Parsed(text, paragraphs(text), [], {"encoding": encoding})
+    return Parsed(text, paragraphs(text), [], meta)
 
 
 def stream_text_blocks(path: Path, block_chars: int = 4 << 20) -> Iterator[tuple[str, str]]:
