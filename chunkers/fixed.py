@@ -24,6 +24,9 @@ class Fixed(TokenBounded):
         text = doc.text
         idx = ctx.tokens(text, self.tokenizer)
         n, step = idx.total, self.size - self.overlap
+        if n == 0 and text.strip():  # only characters the tokenizer skips: still text, kept whole
+            start = len(text) - len(text.lstrip())
+            yield Span(start, len(text.rstrip()), 0)
         for first in range(0, n, step):
             last = min(first + self.size, n) - 1
             start = idx.token_span(first)[0] if first else len(text) - len(text.lstrip())
