@@ -27,6 +27,7 @@ import duckdb
 from chunkctl.chunkers import Chunker, ChunkContext, chunk_all
 from chunkctl.parse import doc_id_for, kind_of
 from chunkctl.store import Store
+from chunkctl.store.db import StoreError, store_failure
 from chunkctl.store.catalog import completion_records
 from chunkctl.store.memory import put_memories
 from chunkctl.store.vectors import put_chunk_vectors
@@ -39,25 +40,6 @@ STREAM_BLOCK = 1 << 20  # characters chunked at a time: a block's token encoding
 BIG_DOCUMENT = 8 << 20  # characters: a parsed document longer than this is chunked block by block
 MAX_FILE_MB = 512  # files a parser must hold whole (all but text) larger than this are rejected
 TEMP_PREFIX = ".chunkctl-"  # + the store's file name + "-": a streamed document's text being written
-
-
-class StoreError(Exception):
-    """The store cannot be written (disk full, an invalidated database): the run must end here.
-    Everything committed before stays; a re-run resumes."""
-
-
-def store_failure(err: BaseException) -> str | None:
-    """Why ``err`` is a failure of the store or its disk rather than of one file, or None."""
-    import errno
-
-    text = str(err)
-    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
-        return f"{err.strerror or err} (writing {err.filename or 'the store'})"
-    if isinstance(err, duckdb.Error) and ("No space left" in text or "Disk quota" in text):
-        return "no space left on the device holding the store"
-    if isinstance(err, duckdb.FatalException) or "database has been invalidated" in text:
-        return f"the database stopped accepting writes: {text.splitlines()[0][:300]}"
-    return None
 
 
 def remove_stale_temp_files(store: Store) -> int:

@@ -95,7 +95,7 @@ def main() -> None:
     except Exception as e:  # Typer has handled usage errors and Exit by now
         if os.environ.get("CHUNKCTL_DEBUG"):
             raise
-        from chunkctl.pipeline import store_failure
+        from chunkctl.store.db import store_failure
         from chunkctl.redact import redact
         from chunkctl.types import shown
 

@@ -29,6 +29,25 @@ TABLES = ("documents", "chunks", "strategies", "document_strategies", "runs", "r
           "embeddings", "embedding_cache", "embedding_models", "fts_indexes", "memories", "memory_embeddings")
 
 
+class StoreError(Exception):
+    """The store cannot be written (disk full, an invalidated database): the run must end here.
+    Everything committed before stays; a re-run resumes."""
+
+
+def store_failure(err: BaseException) -> str | None:
+    """Why ``err`` is a failure of the store or its disk rather than of one file, or None."""
+    import errno
+
+    text = str(err)
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+        return f"{err.strerror or err} (writing {err.filename or 'the store'})"
+    if isinstance(err, duckdb.Error) and ("No space left" in text or "Disk quota" in text):
+        return "no space left on the device holding the store"
+    if isinstance(err, duckdb.FatalException) or "database has been invalidated" in text:
+        return f"the database stopped accepting writes: {text.splitlines()[0][:300]}"
+    return None
+
+
 def _connect(path: str, read_only: bool) -> duckdb.DuckDBPyConnection:
     return duckdb.connect(path, read_only=read_only,
                           config={"memory_limit": MEMORY_LIMIT, "preserve_insertion_order": False})

@@ -11,6 +11,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import duckdb
 
@@ -90,3 +91,41 @@ def offsets_hold(db: Path) -> bool:
     finally:
         con.close()
     return bad == 0
+
+
+class Skip(Exception):
+    pass
+
+
+@dataclass
+class Case:
+    group: str
+    kind: str
+    expected: str
+    fn: Callable[[Path], tuple[bool, str]]
+
+
+CASES: list[Case] = []  # filled by the cases_* modules, in import order
+
+
+def case(group: str, kind: str, expected: str):
+    def register(fn):
+        CASES.append(Case(group, kind, expected, fn))
+        return fn
+    return register
+
+
+def rejected(r, name: str, *words: str) -> tuple[bool, str]:
+    """A bad file rejected with a reason naming ``words``, the good file stored, exit 3, no traceback."""
+    rej = r.reject_of(name)
+    held = (r.code == 3 and rej is not None and all(w.lower() in rej[1].lower() for w in words)
+            and r.stored("good.txt") and not r.traceback)
+    seen = f"rejected ({rej[0]}): {rej[1][:110]}" if rej else ("stored" if r.stored(name) else "absent")
+    return held, f"{r.summary()}; {seen}"
+
+
+def stored(r, name: str, code: int = 0) -> tuple[bool, str]:
+    held = r.code == code and r.stored(name) and r.stored("good.txt") and not r.traceback and offsets_hold(r.db)
+    return held, f"{r.summary()}; {'stored' if r.stored(name) else 'not stored'}"
+
+
