@@ -278,4 +278,8 @@ class TokenIndex:
         end = self.token_span(t_last)[1]
         if end > b:  # fewer than n tokens remain before b
             return b
+        if t_last + 1 < self.total:
+            nxt_start, nxt_end = self.token_span(t_last + 1)
+            if nxt_end <= end and nxt_start > a:  # tokens of one character (Hangul jamo): end before them
+                end = nxt_start
         return max(end, a + 1)
