@@ -238,7 +238,7 @@ def ingest(store: Store, paths: Sequence[str | Path], options: IngestOptions, co
                 continue
             res.seen += 1
             seen_ids.add(doc_id_for(item.path))
-            plan = settle(item, lambda: _plan_file(store, run, item, options, ctx, stage, pool))
+            plan = settle(item, lambda: _plan_file(store, run, item, options, ctx, pool))
             if plan is not None:
                 pending.append((item, plan))
             while pending and (len(pending) > pool.size or pending[0][1].job.done.is_set()):
@@ -298,7 +298,7 @@ class _Plan:
     job: Any = None
 
 
-def _plan_file(store: Store, run: _Run, item: Found, options: IngestOptions, ctx: ChunkContext, stage,
+def _plan_file(store: Store, run: _Run, item: Found, options: IngestOptions, ctx: ChunkContext,
                pool) -> str | _Plan:
     """Read a file and decide: unchanged, enrich again, stream it here, or parse it (a _Plan)."""
     path = item.path
@@ -382,17 +382,14 @@ def chunk_in_blocks(doc: Document, chunkers: Sequence[Chunker], ctx: ChunkContex
     chunk boundary; offsets are the document's, as always."""
     if len(doc.text) <= block_chars:
         return chunk_all(doc, chunkers, ctx)
+    from chunkctl.parse.text import block_end
     from chunkctl.types import Element, Page
 
     out: dict[str, list] = {ch.strategy_id: [] for ch in chunkers}
     seq = dict.fromkeys(out, 0)
     text, a = doc.text, 0
     while a < len(text):
-        b = min(len(text), a + STREAM_BLOCK)
-        if b < len(text):
-            cut = text.rfind("\n\n", a + STREAM_BLOCK // 2, b)
-            cut = cut if cut > 0 else text.rfind("\n", a + STREAM_BLOCK // 2, b)
-            b = cut + 1 if cut > 0 else b
+        b = block_end(text, a, STREAM_BLOCK)
         els = [Element(e.kind, max(e.start, a) - a, min(e.end, b) - a, e.heading_path, e.level,
                        None if e.header_end is None or not a <= e.header_end <= b else e.header_end - a)
                for e in doc.elements if e.end > a and e.start < b]

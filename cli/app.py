@@ -95,11 +95,11 @@ def main() -> None:
     except Exception as e:  # Typer has handled usage errors and Exit by now
         if os.environ.get("CHUNKCTL_DEBUG"):
             raise
-        from chunkctl.store.db import store_failure
+        from chunkctl.store.db import StoreError, store_failure
         from chunkctl.redact import redact
         from chunkctl.types import shown
 
-        why = store_failure(e) or (str(e) if type(e).__name__ == "StoreError" else None)
+        why = store_failure(e) or (str(e) if isinstance(e, StoreError) else None)
         line = (f"store failure: {why}; everything committed before it is kept, re-run to resume" if why
                 else f"internal error: {type(e).__name__}: {e} (CHUNKCTL_DEBUG=1 shows the traceback)")
         sys.stderr.write(f"error: {redact(shown(line))}\n")

@@ -64,9 +64,7 @@ def _serve(conn) -> None:
 @dataclass
 class Job:
     path: str
-    size: int
     started: float = 0.0
-    worker: "_Worker | None" = None
     result: Any = None  # ("ok", doc) | ("reject", stage, reason) once done
     done: threading.Event = field(default_factory=threading.Event)
 
@@ -156,7 +154,7 @@ class ParsePool:
 
     def submit(self, path: str, data: bytes, kind: str | None = None, pdf_backend: str = "pdfium",
                sha256: str | None = None) -> Job:
-        job = Job(str(path), len(data))
+        job = Job(str(path))
         args = (str(path), data, kind, pdf_backend, sha256)
         if not self.size:
             job.result = _parse_here(*args)
@@ -207,7 +205,7 @@ class ParsePool:
                 w.kill(f"worker lost: {e}")
                 self._queue.appendleft((job, args))
                 continue
-            job.started, job.worker, w.job = time.monotonic(), w, job
+            job.started, w.job = time.monotonic(), job
             self._busy.append(w)
 
     def _watch(self) -> None:

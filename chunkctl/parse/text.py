@@ -88,6 +88,18 @@ def parse_text(data: bytes) -> Parsed:
     return Parsed(text, paragraphs(text), [], meta)
 
 
+def block_end(text: str, start: int, block_chars: int) -> int:
+    """Where a block of about ``block_chars`` starting at ``start`` ends: after its last blank line
+    (if that is past the block's middle), else after its last line end, else at ``block_chars``."""
+    limit = start + block_chars
+    if limit > len(text):
+        return len(text)
+    cut = text.rfind("\n\n", start, limit)
+    if cut - start < block_chars // 2:
+        cut = text.rfind("\n", start, limit)
+    return cut + 1 if cut > start else limit
+
+
 def stream_text_blocks(path: Path, block_chars: int = 4 << 20) -> Iterator[tuple[str, str]]:
     """Yield (encoding, block) for a large text file: normalised text in blocks of about
     ``block_chars``, each cut after a blank line (or a line end) so blocks chunk independently.
@@ -110,10 +122,7 @@ def stream_text_blocks(path: Path, block_chars: int = 4 << 20) -> Iterator[tuple
             body, pending = (pending[:-1], "\r") if hold else (pending, "")
             buf = normalize(body)  # idempotent, so text carried over is safe to normalise again
             while len(buf) >= block_chars:
-                cut = buf.rfind("\n\n", 0, block_chars)
-                if cut < block_chars // 2:
-                    cut = buf.rfind("\n", 0, block_chars)
-                cut = cut + 1 if cut > 0 else block_chars
+                cut = block_end(buf, 0, block_chars)
                 yield encoding, buf[:cut]
                 buf = buf[cut:]
             pending = buf + pending

@@ -5,7 +5,7 @@ import os
 import zipfile
 import zlib
 
-from faults.kit import GOOD, case, docs_with_good, ingest, offsets_hold, rejected, stored
+from faults.kit import GOOD, case, docs_with_good, ingest, offsets_hold, rejected, stored, stored_or_rejected
 
 
 # -- files ----------------------------------------------------------------------------------------
@@ -221,11 +221,8 @@ def _(tmp):
     (d / "deep.html").write_bytes(b"<html><body>" + b"<div>" * 100_000 + b"deep text" + b"</div>" * 100_000
                                   + b"</body></html>")
     r = ingest(d, "--document-timeout", "20")
-    held = r.code in (0, 3) and r.stored("good.txt") and not r.traceback and r.seconds < 60 and (
-        r.stored("deep.html") or r.reject_of("deep.html") is not None)
-    rej = r.reject_of("deep.html")
-    return held, f"{r.summary()}; {'stored' if r.stored('deep.html') else f'rejected: {rej[1][:80]}' if rej else '?'}; " \
-                 f"{r.seconds:.1f} s"
+    held, seen = stored_or_rejected(r, "deep.html")
+    return held and r.seconds < 60, f"{seen}; {r.seconds:.1f} s"
 
 
 @case("limit", "parse past --document-timeout", "reject: --document-timeout, the run goes on")
@@ -273,20 +270,15 @@ def _(tmp):
         fh.write(line * (50_000_000 // len(line)))
         fh.write("```\n")
     r = ingest(d, "--parse-memory", "700")
-    held = r.code in (0, 3) and r.stored("good.txt") and not r.traceback and r.peak_rss_mb < 1600 and (
-        r.stored("code.md") or "parse-memory" in (r.reject_of("code.md") or ("", ""))[1])
-    rej = r.reject_of("code.md")
-    return held, f"{r.summary()}; {'stored' if r.stored('code.md') else rej[1][:70] if rej else '?'}; " \
-                 f"peak RSS {r.peak_rss_mb:.0f} MB"
+    held, seen = stored_or_rejected(r, "code.md", "parse-memory")
+    return held and r.peak_rss_mb < 1600, f"{seen}; peak RSS {r.peak_rss_mb:.0f} MB"
 
 
 @case("input", "Markdown with 20k nested block quotes", "stored or rejected, no crash")
 def _(tmp):
     d = docs_with_good(tmp)
     (d / "quotes.md").write_text(">" * 20_000 + " deep\n")
-    r = ingest(d, "--document-timeout", "30")
-    held = r.code in (0, 3) and r.stored("good.txt") and not r.traceback
-    return held, f"{r.summary()}; {'stored' if r.stored('quotes.md') else 'rejected'}"
+    return stored_or_rejected(ingest(d, "--document-timeout", "30"), "quotes.md")
 
 
 # -- text and chunk shape -------------------------------------------------------------------------

@@ -124,6 +124,16 @@ def rejected(r, name: str, *words: str) -> tuple[bool, str]:
     return held, f"{r.summary()}; {seen}"
 
 
+def stored_or_rejected(r, name: str, word: str = "") -> tuple[bool, str]:
+    """Either outcome is right (a limit may or may not be reached), but a reject must name ``word``;
+    the good file stored, exit 0 or 3, no traceback."""
+    rej = r.reject_of(name)
+    held = (r.code in (0, 3) and r.stored("good.txt") and not r.traceback
+            and (r.stored(name) or (rej is not None and word.lower() in rej[1].lower())))
+    seen = "stored" if r.stored(name) else f"rejected: {rej[1][:80]}" if rej else "absent"
+    return held, f"{r.summary()}; {seen}"
+
+
 def stored(r, name: str, code: int = 0) -> tuple[bool, str]:
     held = r.code == code and r.stored(name) and r.stored("good.txt") and not r.traceback and offsets_hold(r.db)
     return held, f"{r.summary()}; {'stored' if r.stored(name) else 'not stored'}"
