@@ -23,13 +23,18 @@ _BR = "\x00"  # survives whitespace collapsing, then becomes a line break
 
 
 def _inline(node, parts: list[str]) -> None:
-    for child in node.iter(include_text=True):
-        if child.tag == "-text":
+    # an explicit stack, not recursion: 100,000 nested <b> must not end in a RecursionError
+    stack = [node.iter(include_text=True)]
+    while stack:
+        child = next(stack[-1], None)
+        if child is None:
+            stack.pop()
+        elif child.tag == "-text":
             parts.append(child.text_content or "")
         elif child.tag == "br":
             parts.append(_BR)
         elif child.tag not in _DROP and child.tag != "-comment":
-            _inline(child, parts)
+            stack.append(child.iter(include_text=True))
 
 
 def collapse(raw: str) -> str:
@@ -66,7 +71,15 @@ def parse_html(data: bytes) -> Parsed:
             inline.clear()
 
     def walk(node) -> None:
-        for child in node.iter(include_text=True):
+        # an explicit stack of (children, is a block) instead of recursion: deep nesting (100,000
+        # <div>) is parsed, not a RecursionError
+        stack = [(node.iter(include_text=True), False)]
+        while stack:
+            child = next(stack[-1][0], None)
+            if child is None:
+                if stack.pop()[1]:
+                    flush()
+                continue
             tag = child.tag
             if tag == "-text":
                 inline.append(child.text_content or "")
@@ -86,16 +99,14 @@ def parse_html(data: bytes) -> Parsed:
                 flush()
                 out.add(_LEAF_BLOCKS[tag], inline_text(child))
             elif tag in _LEAF_BLOCKS or tag in _CONTAINERS or tag in _BLOCK_TAGS:
-                if tag in _BLOCK_TAGS or tag in _LEAF_BLOCKS:
+                block = tag in _BLOCK_TAGS or tag in _LEAF_BLOCKS
+                if block:
                     flush()
-                walk(child)
-                if tag in _BLOCK_TAGS or tag in _LEAF_BLOCKS:
-                    flush()
+                stack.append((child.iter(include_text=True), block))  # flushed again when it ends
             elif tag == "br":
                 inline.append(_BR)
             else:  # inline element: a, b, em, code, ...
                 _inline(child, inline)
-        return None
 
     root = tree.body or tree.root
     if root is not None:
