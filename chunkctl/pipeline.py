@@ -224,6 +224,7 @@ def ingest(store: Store, paths: Sequence[str | Path], options: IngestOptions, co
         finally:
             ctx.forget()
         on_file and on_file(str(item.path), status, total)
+        store.let_readers_in()  # between documents: commands waiting with --wait read now
         return None
 
     def drain() -> None:
@@ -279,6 +280,7 @@ def enrich_store(store: Store, enrichment, strategies: Sequence[str] | None = No
             by_doc.setdefault(doc_id, []).append(sid)
     for doc_id, sids in by_doc.items():
         _enrich_stored(store, run, doc_id, sids, enrichment, enrich_id, ctx)
+        store.let_readers_in()
     from chunkctl.store.vectors import EmbedStage
 
     return run.finish(EmbedStage(store, embedder) if embedder is not None else None, ctx, t0)

@@ -8,7 +8,7 @@ import typer
 
 from chunkctl.redact import command_line
 
-from chunkctl.cli.options import Db, Device, EmbedFields, EmbedFormat, Enrich, Json, Model, Quiet
+from chunkctl.cli.options import Db, Device, EmbedFields, EmbedFormat, Enrich, Json, Model, Quiet, Wait
 from chunkctl.cli.render import (OK, PARTIAL, USAGE, device_from, embedder_from, enrichment_from, fail,
                                 llm_settings_from, open_store, out, print_json)
 
@@ -27,6 +27,7 @@ def enrich_cmd(
     device: Device = "auto",
     quiet: Quiet = False,
     json_out: Json = False,
+    wait: Wait = 0.0,
 ) -> None:
     """Enrich the chunks already stored (no re-parsing or re-chunking) and re-embed those whose
     embedded text changed. Chunks that carry the same enrichment are left alone: a re-run makes no
@@ -39,7 +40,7 @@ def enrich_cmd(
     embedder = None if no_embed else embedder_from(model, device)
     enrichment = enrichment_from(enrich, embed_format, embed_fields, embedder)
     command = command_line(sys.argv[1:])
-    with open_store(db) as store:
+    with open_store(db, wait=wait) as store:
         try:
             result = enrich_store(store, enrichment, strategy, embedder, llm_settings_from(ctx, db, device), command)
         except ValueError as e:

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from chunkctl.cli.options import (Chunkers, Db, Device, EmbedFields, EmbedFormat, Enrich, Model, Quiet,
-                                  retrieval_options)
+                                  Wait, retrieval_options)
 from chunkctl.cli.render import (OK, QUALITY_GATE, USAGE, chunkers_from, device_from, embedder_from, enrichment_from,
                                  err, fail, llm_settings_from, open_store, out, reranker_from)
 
@@ -57,6 +57,7 @@ def eval_cmd(
     embed_format: EmbedFormat = None,
     embed_fields: EmbedFields = None,
     quiet: Quiet = False,
+    wait: Wait = 0.0,
     retrieval=None,  # the retrieval options, validated (cli.options.retrieval_options)
 ) -> None:
     """Measure chunking strategies against a QA set: every question retrieves its top-k chunks from
@@ -121,7 +122,7 @@ def eval_cmd(
                        embedder=embedder, baseline=base, device=device, intrinsic=intrinsic, llm=llm,
                        llm_settings=llm_settings, enrichment=enrichment,
                        reranker=reranker_from(ctx, retrieval, db, device))
-    with open_store(db, create=roots is not None) as store:
+    with open_store(db, create=roots is not None, wait=wait) as store:
         try:
             report = evaluate(store, qaset, opts, corpus=roots, exclude=exclude)
         except ValueError as e:

@@ -12,7 +12,7 @@ import typer
 from chunkctl.redact import command_line
 
 from chunkctl.cli.options import (Chunkers, Db, Device, EmbedFields, EmbedFormat, Enrich, Json, Model, PdfBackend,
-                                  Quiet)
+                                  Quiet, Wait)
 from chunkctl.cli.render import (OK, PARTIAL, USAGE, chunkers_from, device_from, embedder_from, enrichment_from, err,
                                 fail, llm_settings_from, open_store, out, print_json)
 
@@ -80,6 +80,7 @@ def ingest_cmd(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="One line per file on stderr.")] = False,
     quiet: Quiet = False,
     json_out: Json = False,
+    wait: Wait = 0.0,
 ) -> None:
     """Parse, chunk, enrich, store and embed documents; unchanged files are skipped (sha256 of their
     bytes), chunks already enriched the same way are not enriched again, and unchanged embedded texts
@@ -116,7 +117,7 @@ def ingest_cmd(
                             pdf_backend=pdf_backend, stream_threshold=stream_mb << 20, embedder=embedder,
                             device=device, llm=llm_settings_from(ctx, db, device),
                             enrichment=enrichment_from(enrich, embed_format, embed_fields, embedder), **limits)
-    store = open_store(db, create=True)
+    store = open_store(db, create=True, wait=wait)
     command = command_line(sys.argv[1:])
     with store, _progress(quiet or json_out, verbose) as on_file:
         result = ingest(store, [str(p) for p in paths], options, command=command, on_file=on_file)

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from chunkctl.cli.options import Db, Json
+from chunkctl.cli.options import Db, Json, Wait
 from chunkctl.cli.render import USAGE, fail, open_store, out, print_json
 
 
@@ -31,9 +31,9 @@ def chunkers_cmd(json_out: Json = False) -> None:
     out.print("Spec syntax: name or name:key=value,key=value, e.g. recursive:size=256,overlap=32", highlight=False)
 
 
-def stats_cmd(db: Db = "chunkctl.duckdb", json_out: Json = False) -> None:
+def stats_cmd(db: Db = "chunkctl.duckdb", json_out: Json = False, wait: Wait = 0.0) -> None:
     """Per strategy: documents, chunks, and the distribution of chunk sizes in tokens."""
-    with open_store(db, read_only=True) as store:
+    with open_store(db, read_only=True, wait=wait) as store:
         from chunkctl.store.catalog import summary
 
         s = summary(store)
@@ -61,11 +61,12 @@ def show_cmd(
     strategy: Annotated[Optional[str], typer.Option(
         "--strategy", "-s", help="Strategy id or name (default: the first stored for this document).")] = None,
     json_out: Json = False,
+    wait: Wait = 0.0,
 ) -> None:
     """Show a document's chunks with their boundaries, offsets, pages and headings."""
     import os
 
-    with open_store(db, read_only=True) as store:
+    with open_store(db, read_only=True, wait=wait) as store:
         from chunkctl.store.catalog import chunk_rows, documents, strategies_of
 
         rows = documents(store)
@@ -99,11 +100,12 @@ def show_cmd(
 def export_cmd(
     parquet: Annotated[Path, typer.Option("--parquet", help="Folder to write one <table>.parquet per table.")],
     db: Db = "chunkctl.duckdb",
+    wait: Wait = 0.0,
 ) -> None:
     """Write every table of the store as Parquet (DuckDB COPY)."""
     from chunkctl.store import export_parquet
 
-    with open_store(db, read_only=True) as store:
+    with open_store(db, read_only=True, wait=wait) as store:
         written = export_parquet(store, parquet)
     for p in written:
         out.print(str(p), highlight=False)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from chunkctl.cli.options import Db, Json, Quiet
+from chunkctl.cli.options import Db, Json, Quiet, Wait
 from chunkctl.cli.render import USAGE, fail, open_store, out, print_json
 
 
@@ -15,6 +15,7 @@ def load_cmd(
     db: Db = "chunkctl.duckdb",
     quiet: Quiet = False,
     json_out: Json = False,
+    wait: Wait = 0.0,
 ) -> None:
     """Import a Parquet dataset's live rows (documents, chunks, vectors, memories, rejects, runs) into
     the DuckDB store, in one transaction. Idempotent: documents already loaded as they are in the
@@ -23,7 +24,7 @@ def load_cmd(
 
     if not is_dataset(dataset) or not (dataset / "runs").is_dir():
         fail(f"{dataset}: not a chunkctl dataset (no runs/ folder)", USAGE)
-    with open_store(db, create=True) as store:
+    with open_store(db, create=True, wait=wait) as store:
         counts = load_dataset(store, dataset)
     if json_out:
         print_json(counts)

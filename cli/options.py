@@ -8,6 +8,10 @@ import typer
 Db = Annotated[str, typer.Option("--db", envvar="CHUNKCTL_DB",
                                  help="DuckDB store file (where it is read: also a Parquet dataset folder "
                                       "that ingest --engine ray wrote).")]
+Wait = Annotated[float, typer.Option(
+    "--wait", envvar="CHUNKCTL_WAIT", min=0, metavar="SECONDS",
+    help="When another process holds the store (an ingest writing it), wait up to this long for it; a chunkctl "
+         "writer lets waiting commands in between documents. 0: say who holds it and exit 1.")]
 Chunkers = Annotated[
     Optional[list[str]],
     typer.Option("--chunker", "-c", envvar="CHUNKCTL_CHUNKER", metavar="SPEC",

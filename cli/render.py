@@ -29,18 +29,24 @@ def print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
 
 
-def open_store(db: str, read_only: bool = False, create: bool = False):
-    """The store, or a clear error: exit 2 when it does not exist (unless ``create``), 1 when it
-    cannot be opened (locked by another process, not a DuckDB file, ...). A folder is a Parquet
-    dataset, opened read-only in place."""
+def open_store(db: str, read_only: bool = False, create: bool = False, wait: float = 0.0):
+    """The store, or a clear error: exit 2 when it does not exist (unless ``create``) or is not a
+    chunkctl store, 1 when another process holds it past ``wait`` seconds ("store busy: PID N ...")
+    or it cannot be opened. A dataset folder (ingest --engine ray) is opened read-only in place."""
+    import sys
     from pathlib import Path
 
+    from chunkctl.redact import command_line
     from chunkctl.store import Store
     from chunkctl.store.dataset import DatasetStore, is_dataset
+    from chunkctl.store.db import NotAStore, StoreBusy
 
     if not create and not Path(db).exists():
         fail(f"no store at {db} (run `chunkctl ingest` first, or pass --db)", USAGE)
-    if is_dataset(db):  # a Parquet dataset (ingest --engine ray --out DIR), read in place
+    if Path(db).is_dir():
+        if not is_dataset(db):
+            fail(f"{db} is a folder but not a chunkctl dataset (pass a store file, e.g. --db chunkctl.duckdb)",
+                 USAGE)
         if create:
             fail(f"{db} is a Parquet dataset, read-only here: ingest into it with --engine ray --out, or "
                  "`chunkctl load` it into a DuckDB file", USAGE)
@@ -49,7 +55,11 @@ def open_store(db: str, read_only: bool = False, create: bool = False):
         except FileNotFoundError as e:
             fail(str(e), USAGE)
     try:
-        return Store(db, read_only=read_only)
+        return Store(db, read_only=read_only, wait=wait, command=None if read_only else command_line(sys.argv[1:]))
+    except NotAStore as e:
+        fail(str(e), USAGE)
+    except StoreBusy as e:
+        fail(str(e))
     except Exception as e:  # DuckDB raises several types for an unusable file
         fail(f"cannot open store {db}: {e}")
 

@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from chunkctl.cli.options import Db, Device, Json, Model, Quiet, retrieval_options
+from chunkctl.cli.options import Db, Device, Json, Model, Quiet, Wait, retrieval_options
 from chunkctl.cli.render import USAGE, embedder_from, err, fail, open_store, out, print_json, reranker_from
 
 Strategy = Annotated[Optional[str], typer.Option("--strategy", "-s",
@@ -13,12 +13,13 @@ Strategy = Annotated[Optional[str], typer.Option("--strategy", "-s",
 
 
 def embed_cmd(db: Db = "chunkctl.duckdb", model: Model = "minilm", device: Device = "auto",
-              strategy: Strategy = None, quiet: Quiet = False, json_out: Json = False) -> None:
+              strategy: Strategy = None, quiet: Quiet = False, json_out: Json = False,
+              wait: Wait = 0.0) -> None:
     """Embed every stored chunk that has no vector for the model yet (cached by exact text)."""
     from chunkctl.store.vectors import embed_chunks
 
     embedder = embedder_from(model, device)
-    with open_store(db) as store:
+    with open_store(db, wait=wait) as store:
         try:
             result = embed_chunks(store, embedder, strategy)
         except ValueError as e:
@@ -44,6 +45,7 @@ def search_cmd(
     model: Model = "minilm",
     device: Device = "auto",
     json_out: Json = False,
+    wait: Wait = 0.0,
     retrieval=None,  # the retrieval options, validated (cli.options.retrieval_options)
 ) -> None:
     """Search stored chunks; shows document, pages, heading path, score and a snippet. The retrieval
@@ -52,7 +54,7 @@ def search_cmd(
 
     embedder = embedder_from(model, device) if retrieval.dense else None
     reranker = reranker_from(ctx, retrieval, db, device)
-    with open_store(db) as store:
+    with open_store(db, wait=wait) as store:
         try:
             hits = search(store, query, k, retrieval, strategy, embedder, reranker)
         except ValueError as e:

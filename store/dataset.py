@@ -40,7 +40,9 @@ _RUN_FILE = re.compile(r"(.+?)(_[0-9a-f]+)?\.parquet$")  # <run>_<part>.parquet 
 
 
 def is_dataset(path: str | Path) -> bool:
-    return Path(path).is_dir()
+    """A folder that ingest --engine ray wrote (or an empty one, which it may start)."""
+    p = Path(path)
+    return p.is_dir() and (not any(p.iterdir()) or (p / "runs").is_dir() or (p / "chunks").is_dir())
 
 
 def new_run_id() -> str:
@@ -230,6 +232,7 @@ class DatasetStore(Store):
 
     def __init__(self, path: str | Path):
         self.path = str(path)
+        self.read_only = True
         if not (Path(path) / "runs").is_dir():
             raise FileNotFoundError(f"{path} is a folder but not a chunkctl dataset (no runs/ in it)")
         self.con = duckdb.connect(":memory:", config={"memory_limit": MEMORY_LIMIT, "preserve_insertion_order": False})

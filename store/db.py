@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import duckdb
 
+from chunkctl.store import lock
 from chunkctl.store.schema import MIGRATIONS
 from chunkctl.types import Chunk, Document, Page, Reject
 
@@ -48,9 +50,45 @@ def store_failure(err: BaseException) -> str | None:
     return None
 
 
+class NotAStore(ValueError):
+    """The file named as the store is something else (a SQLite file, another DuckDB database)."""
+
+
+class StoreBusy(StoreError):
+    """Another process holds the store (DuckDB allows one writer and no readers beside it)."""
+
+
 def _connect(path: str, read_only: bool) -> duckdb.DuckDBPyConnection:
+    # never fetch an extension: DuckDB would try to download sqlite_scanner for a SQLite file
     return duckdb.connect(path, read_only=read_only,
-                          config={"memory_limit": MEMORY_LIMIT, "preserve_insertion_order": False})
+                          config={"memory_limit": MEMORY_LIMIT, "preserve_insertion_order": False,
+                                  "autoinstall_known_extensions": False, "autoload_known_extensions": False})
+
+
+def check_store_file(path: str) -> None:
+    """Raise NotAStore unless ``path`` is missing, empty or a DuckDB file (its magic bytes)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+    except (FileNotFoundError, IsADirectoryError):
+        return
+    if not head:
+        return
+    if head.startswith(b"SQLite format 3\0"):
+        raise NotAStore(f"{path} is a SQLite database, not a chunkctl store (pass another --db)")
+    if head[8:12] != b"DUCK":
+        raise NotAStore(f"{path} is not a DuckDB file, so not a chunkctl store (pass another --db)")
+
+
+def _check_tables(con, path: str) -> None:
+    """A DuckDB database with tables of its own and no chunkctl migrations is not ours to change."""
+    tables = [r[0] for r in con.execute("SELECT table_name FROM information_schema.tables ORDER BY 1").fetchall()]
+    ours = "migrations" in tables and con.execute(
+        "SELECT count(*) FROM migrations WHERE name = ?", [MIGRATIONS[0][0]]).fetchone()[0] > 0
+    if tables and not ours:
+        shown = ", ".join(tables[:6]) + (", ..." if len(tables) > 6 else "")
+        raise NotAStore(f"{path} is a DuckDB database but not a chunkctl store (its tables: {shown}); "
+                        "pass another --db")
 
 
 def _create_atomically(path: Path) -> None:
@@ -81,18 +119,74 @@ def _now() -> datetime:
 
 
 class Store:
-    def __init__(self, path: str | Path = DEFAULT_DB, read_only: bool = False):
+    """One store file. ``wait``: seconds to wait for another process that holds it (StoreBusy
+    after that); ``command``: what a writer tells a blocked process it is doing."""
+
+    def __init__(self, path: str | Path = DEFAULT_DB, read_only: bool = False, wait: float = 0.0,
+                 command: str | None = None):
         self.path = str(path)
+        self.read_only = read_only
         if read_only and not Path(self.path).exists():
             raise FileNotFoundError(f"no store at {self.path}")
-        if not read_only and self.path != ":memory:":
-            _create_atomically(Path(self.path))
-        self.con = _connect(self.path, read_only)
+        memory = self.path == ":memory:"
+        if not memory:
+            check_store_file(self.path)
+            if not read_only:
+                _create_atomically(Path(self.path))
+        self.con = self._open(wait)
+        try:
+            if not memory:
+                _check_tables(self.con, self.path)
+        except BaseException:
+            self.con.close()
+            raise
+        if not read_only and not memory:
+            lock.write_note(self.path, command)
         if not read_only:
             self.migrate()
+        self._knock_check = 0.0
+
+    def _open(self, wait: float) -> duckdb.DuckDBPyConnection:
+        """Connect, waiting up to ``wait`` seconds for another process to let go (knocking, so a
+        chunkctl writer lets this one in between documents)."""
+        deadline = time.monotonic() + wait
+        knock = None
+        try:
+            while True:
+                try:
+                    return _connect(self.path, self.read_only)
+                except duckdb.Error as e:
+                    if not lock.is_lock_error(e):
+                        raise
+                    if time.monotonic() >= deadline:
+                        raise StoreBusy(lock.busy_message(self.path, e) + (
+                            "" if wait else "; pass --wait SECONDS to wait for it")) from None
+                    if knock is None:
+                        knock = lock.Knock(self.path).__enter__()
+                    time.sleep(0.1)
+        finally:
+            if knock is not None:
+                knock.__exit__(None, None, None)
+
+    def let_readers_in(self) -> None:
+        """Between units of work: when commands are waiting to read this store (their knocks),
+        close it, let them open it, and open it again once they are done. Call outside a
+        transaction; checks at most twice a second."""
+        if self.read_only or self.path == ":memory:" or time.monotonic() - self._knock_check < 0.5:
+            return
+        self._knock_check = time.monotonic()
+        if not lock.knocking(self.path):
+            return
+        self.con.close()
+        until = time.monotonic() + lock.KNOCK_WAIT_S
+        while lock.knocking(self.path) and time.monotonic() < until:
+            time.sleep(0.05)
+        self.con = self._open(wait=24 * 3600)  # readers hold it briefly; this run must get it back
 
     def close(self) -> None:
         self.con.close()
+        if not self.read_only:
+            lock.remove_note(self.path)
 
     def __enter__(self) -> "Store":
         return self

@@ -180,6 +180,7 @@ def embed_chunks(store: Store, embedder, strategy: str | None = None, batch: int
     after = ""
     while rows := missing_vectors(store, embedder.model_id, strategy, after, batch):
         embed_rows(store, embedder, rows, res)
+        store.let_readers_in()
         after = rows[-1][0]
         on_batch and on_batch(res.chunks, total)
     res.seconds = time.perf_counter() - t0
@@ -246,6 +247,7 @@ class EmbedStage:
             self._inflight = None
             _write(self.store, self.embedder, b, future.result(), self.result)
             self.result.seconds += time.perf_counter() - t0
+            self.store.let_readers_in()
 
     def finish(self) -> EmbedResult:
         self.flush()
