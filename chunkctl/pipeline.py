@@ -18,12 +18,14 @@ import tempfile
 import time
 import uuid
 from collections import Counter, deque
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import duckdb
 
+from chunkctl import progress
 from chunkctl.chunkers import Chunker, ChunkContext, chunk_all
 from chunkctl.parse import doc_id_for, kind_of
 from chunkctl.store import Store
@@ -102,6 +104,7 @@ class IngestResult:
     embedding: Any = None  # the embedding stage's EmbedResult, when it ran
     llm: Any = None  # the LLM's LLMStats, when a chunker used it
     seconds: float = 0.0
+    interrupted: bool = False  # Ctrl-C ended the run early
 
     @property
     def wrote_anything(self) -> bool:
@@ -114,11 +117,20 @@ class IngestResult:
             "unchanged": self.unchanged, "pruned": self.pruned, "rejected": len(self.rejects),
             "chunks_written": dict(self.chunks), "chunks_enriched": dict(self.enriched),
             "prefixes_trimmed": self.trimmed, "seconds": round(self.seconds, 3),
+            **({"interrupted": True} if self.interrupted else {}),
             "rejects": [{"path": r.path, "stage": r.stage, "reason": r.reason} for r in self.rejects],
             "warnings": [{"path": p, "warning": w} for p, w in self.warnings],
             **({"embedding": self.embedding.as_dict()} if self.embedding is not None else {}),
             **({"llm": self.llm.as_dict()} if self.llm is not None else {}),
         }
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during an ingest, with what the run did before it (``result``)."""
+
+    def __init__(self, result: IngestResult):
+        super().__init__()
+        self.result = result
 
 
 def file_sha256(path: Path) -> str:
@@ -158,6 +170,27 @@ class _Run:
             self.reject(Reject(doc.path, "enrich", reason))
         self.result.trimmed += res.trimmed
         return res.chunks, not res.problems
+
+    def interrupt(self, stage, ctx: ChunkContext, t0: float) -> IngestResult:
+        """Ctrl-C: leave at once. What is committed stays (the document being written was rolled
+        back); the batch being embedded is dropped; the run row gets its end and its counts."""
+        res = self.result
+        res.interrupted = True
+        if stage is not None:
+            stage.abandon()
+            res.embedding = stage.result
+        res.llm = ctx.llm_stats
+        res.seconds = time.perf_counter() - t0
+        try:
+            self.store.con.execute("ROLLBACK")  # a transaction the interrupt left open, if any
+        except duckdb.Error:
+            pass
+        try:
+            self.ensure_started()
+            self.store.finish_run(res.run_id, res.as_dict())
+        except Exception:
+            pass  # the store may be what was interrupted; the next run starts its own row
+        return res
 
     def finish(self, stage, ctx: ChunkContext, t0: float) -> IngestResult:
         """Embed what is left, then record the run (only when it changed anything)."""
@@ -202,6 +235,13 @@ def ingest(store: Store, paths: Sequence[str | Path], options: IngestOptions, co
     total = len(found)
     pending: deque[tuple[Found, _Plan]] = deque()
 
+    files = progress.Step("ingest")  # replaced by the open step below
+
+    def report(path: str, status: str) -> None:
+        files.advance(status != "pruned", f"{res.new} new, {res.updated} updated, {res.unchanged} unchanged, "
+                                          f"{len(res.rejects)} rejected  {Path(path).name}")
+        on_file and on_file(path, status, total)
+
     def settle(item: Found, work: Callable[[], Any]) -> Any:
         """Run one file's step; report the file unless the step hands back a parse still running."""
         try:
@@ -223,7 +263,7 @@ def ingest(store: Store, paths: Sequence[str | Path], options: IngestOptions, co
             status = "rejected"
         finally:
             ctx.forget()
-        on_file and on_file(str(item.path), status, total)
+        report(str(item.path), status)
         store.let_readers_in()  # between documents: commands waiting with --wait read now
         return None
 
@@ -231,31 +271,42 @@ def ingest(store: Store, paths: Sequence[str | Path], options: IngestOptions, co
         item, plan = pending.popleft()
         settle(item, lambda: _store_parsed(store, run, plan, options, ctx, stage, pool))
 
-    with ParsePool(options.parse_workers, options.document_timeout, options.parse_memory_mb) as pool:
-        for item in found:
-            if isinstance(item, Reject):
-                run.reject(item)
-                on_file and on_file(item.path, "rejected", total)
-                continue
-            res.seen += 1
-            seen_ids.add(doc_id_for(item.path))
-            plan = settle(item, lambda: _plan_file(store, run, item, options, ctx, pool))
-            if plan is not None:
-                pending.append((item, plan))
-            while pending and (len(pending) > pool.size or pending[0][1].job.done.is_set()):
+    try:
+        with ParsePool(options.parse_workers, options.document_timeout, options.parse_memory_mb) as pool, \
+                progress.step("ingest", total) as files, progress.step("embed") if stage else nullcontext() as embed:
+            if stage is not None:
+                stage.step = embed
+            for item in found:
+                res.seen += 1
+                if isinstance(item, Reject):
+                    run.reject(item)
+                    report(item.path, "rejected")
+                    continue
+                seen_ids.add(doc_id_for(item.path))
+                plan = settle(item, lambda: _plan_file(store, run, item, options, ctx, pool))
+                if plan is not None:
+                    pending.append((item, plan))
+                while pending and (len(pending) > pool.size or pending[0][1].job.done.is_set()):
+                    drain()
+            while pending:
                 drain()
-        while pending:
-            drain()
-    if options.prune:
-        roots = [os.path.abspath(p) for p in paths]
-        for doc_id, path in store.documents_under(roots):
-            if doc_id not in seen_ids and not os.path.exists(path):
-                run.ensure_started()
-                with store.transaction():
-                    store.delete_document(doc_id)
-                res.pruned += 1
-                on_file and on_file(path, "pruned", total)
-    return run.finish(stage, ctx, t0)
+            if options.prune:
+                _prune(store, run, paths, seen_ids, report)
+            return run.finish(stage, ctx, t0)
+    except KeyboardInterrupt:
+        raise Interrupted(run.interrupt(stage, ctx, t0)) from None
+
+
+def _prune(store: Store, run: _Run, paths, seen_ids: set[str], report: Callable[[str, str], None]) -> None:
+    """Remove stored documents under ``paths`` whose files are gone."""
+    roots = [os.path.abspath(p) for p in paths]
+    for doc_id, path in store.documents_under(roots):
+        if doc_id not in seen_ids and not os.path.exists(path):
+            run.ensure_started()
+            with store.transaction():
+                store.delete_document(doc_id)
+            run.result.pruned += 1
+            report(path, "pruned")
 
 
 def enrich_store(store: Store, enrichment, strategies: Sequence[str] | None = None, embedder: Any = None,
@@ -332,6 +383,7 @@ def _plan_file(store: Store, run: _Run, item: Found, options: IngestOptions, ctx
         return "unchanged"
     if not todo:
         _enrich_stored(store, run, doc_id, [ch.strategy_id for ch in stale], enrichment, enrich_id, ctx)
+        run.result.unchanged += 1
         return "enriched"
     plan = _Plan(path, doc_id, sha, stored_sha, same, todo, stale, enrich_id)
     if streamed:
@@ -414,9 +466,10 @@ def _finish_file(store: Store, run: _Run, plan: _Plan, options: IngestOptions, c
     if plan.stored_sha is None:
         run.result.new += 1
         return "new"
-    run.result.updated += 1
     if plan.stored_sha != plan.sha or options.force:
+        run.result.updated += 1
         return "updated"
+    run.result.unchanged += 1  # the file is; the chunks written say what was added
     return f"added {len(plan.todo)}/{len(options.chunkers)} strategies"
 
 

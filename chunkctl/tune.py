@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -95,9 +95,10 @@ def split(n: int, test_share: float, seed: int) -> tuple[list[int], list[int]]:
     return sorted(idx[n_test:]), sorted(idx[:n_test])
 
 
-def tune(store, qa, corpus: Sequence[str], opts: TuneOptions, exclude: Sequence[str] = (),
-         progress: Callable[[str, int, int], None] | None = None) -> TuneReport:
-    """Search ``opts.chunkers`` × ``opts.retrievals`` on the QA set; ``progress(step, done, total)``."""
+def tune(store, qa, corpus: Sequence[str], opts: TuneOptions, exclude: Sequence[str] = ()) -> TuneReport:
+    """Search ``opts.chunkers`` × ``opts.retrievals`` on the QA set (progress: a "tune" step with
+    one unit per strategy chunked and embedded, and one per strategy ranked)."""
+    from chunkctl import progress
     from chunkctl.chunkers import parse_spec
     from chunkctl.pipeline import IngestOptions, ingest
 
@@ -113,28 +114,33 @@ def tune(store, qa, corpus: Sequence[str], opts: TuneOptions, exclude: Sequence[
     problems: list[str] = []
     skipped: list[str] = []
     done: list[Any] = []
-    for i, ch in enumerate(chunkers):
-        if opts.budget_s is not None and time.monotonic() - t0 > opts.budget_s and ch is not default:
-            skipped.append(ch.spec)
-            continue
-        progress and progress(f"chunk and embed {ch.spec}", i, len(chunkers))
-        res = ingest(store, list(corpus), IngestOptions([ch], exclude=exclude, embedder=opts.embedder,
-                                                        device=opts.device, llm=opts.llm_settings), command="tune")
-        problems += [f"{r.path}: rejected at {r.stage}: {r.reason}" for r in res.rejects]
-        done.append(ch)
-    docs = corpus_documents(store, corpus)
-    placed, moved = place_questions(qa, docs, corpus)
-    if len(placed) < 2:
-        raise ValueError("tuning needs at least two questions placed in the corpus")
-    train, test = split(len(placed), opts.test_share, opts.seed)
-    questions = [q.question for q, _, _ in placed]
-    qvecs = opts.embedder.embed(questions) if opts.embedder is not None else None
-    widest = replace(Retrieval(), mode="hybrid" if opts.embedder is not None else "bm25",
-                     depth=max(r.depth for r in opts.retrievals))
-    configs = []
-    for i, ch in enumerate(done):
-        progress and progress(f"rank with {ch.spec}", i, len(done))
-        configs += measure(store, ch, placed, questions, qvecs, opts.retrievals, opts.k, docs, opts.embedder, widest)
+    with progress.step("tune", 2 * len(chunkers)) as tuning:
+        for ch in chunkers:
+            tuning.advance(0, f"chunk and embed {ch.spec}")
+            if opts.budget_s is not None and time.monotonic() - t0 > opts.budget_s and ch is not default:
+                skipped.append(ch.spec)
+                tuning.advance(2)
+                continue
+            res = ingest(store, list(corpus), IngestOptions([ch], exclude=exclude, embedder=opts.embedder,
+                                                            device=opts.device, llm=opts.llm_settings), command="tune")
+            problems += [f"{r.path}: rejected at {r.stage}: {r.reason}" for r in res.rejects]
+            done.append(ch)
+            tuning.advance()
+        docs = corpus_documents(store, corpus)
+        placed, moved = place_questions(qa, docs, corpus)
+        if len(placed) < 2:
+            raise ValueError("tuning needs at least two questions placed in the corpus")
+        train, test = split(len(placed), opts.test_share, opts.seed)
+        questions = [q.question for q, _, _ in placed]
+        qvecs = opts.embedder.embed(questions) if opts.embedder is not None else None
+        widest = replace(Retrieval(), mode="hybrid" if opts.embedder is not None else "bm25",
+                         depth=max(r.depth for r in opts.retrievals))
+        configs = []
+        for ch in done:
+            tuning.advance(0, f"rank with {ch.spec}")
+            configs += measure(store, ch, placed, questions, qvecs, opts.retrievals, opts.k, docs, opts.embedder,
+                               widest)
+            tuning.advance()
     report = TuneReport(configs, train, test, None, None, skipped=skipped, problems=problems + moved, options=opts)
     report.winner = choose([c for c in report.ranked() if c.mean_tokens(train) <= opts.context], train, opts)
     report.default = next((c for c in configs if c.strategy_id == default.strategy_id and c.retrieval == Retrieval()),

@@ -88,10 +88,17 @@ def main() -> None:
     and exit 1 (what was committed stays; a re-run resumes); so is a bug, with CHUNKCTL_DEBUG=1 to
     see its traceback."""
     import os
+    import signal
     import sys
 
+    signal.signal(signal.SIGINT, _on_interrupt)
     try:
         app()
+    except KeyboardInterrupt:  # a command that has nothing of its own to say
+        from chunkctl.cli.render import exit_now
+
+        sys.stderr.write("Interrupted: what was committed is kept; re-run to resume.\n")
+        exit_now(130)
     except Exception as e:  # Typer has handled usage errors and Exit by now
         if os.environ.get("CHUNKCTL_DEBUG"):
             raise
@@ -104,3 +111,27 @@ def main() -> None:
                 else f"internal error: {type(e).__name__}: {e} (CHUNKCTL_DEBUG=1 shows the traceback)")
         sys.stderr.write(f"error: {redact(shown(line))}\n")
         sys.exit(1)
+
+
+STOP_WITHIN_S = 3.0  # after Ctrl-C, the longest the process takes to end
+
+
+def _on_interrupt(signum, frame) -> None:
+    """Ctrl-C: raise KeyboardInterrupt in the main thread (commands roll back the document being
+    written and record the run), and make sure the process is gone within STOP_WITHIN_S even when
+    the main thread is inside a long native call; a second Ctrl-C ends it at once."""
+    import os
+    import threading
+
+    if getattr(_on_interrupt, "armed", False):
+        os._exit(130)
+    _on_interrupt.armed = True
+
+    def late() -> None:
+        os.write(2, b"Interrupted: stopped without waiting for the current step; what was committed is kept.\n")
+        os._exit(130)
+
+    timer = threading.Timer(STOP_WITHIN_S, late)
+    timer.daemon = True
+    timer.start()
+    raise KeyboardInterrupt

@@ -14,7 +14,7 @@ from chunkctl.redact import command_line
 from chunkctl.cli.options import (Chunkers, Db, Device, EmbedFields, EmbedFormat, Enrich, Json, Model, PdfBackend,
                                   Quiet, Wait)
 from chunkctl.cli.render import (OK, PARTIAL, USAGE, chunkers_from, device_from, embedder_from, enrichment_from, err,
-                                fail, llm_settings_from, open_store, out, print_json)
+                                exit_now, fail, llm_settings_from, open_store, out, print_json, progress_display)
 
 
 def ingest_cmd(
@@ -90,7 +90,7 @@ def ingest_cmd(
     failed (see the `rejects` table).
     """
     from chunkctl.parse import PDF_BACKENDS
-    from chunkctl.pipeline import IngestOptions, ingest
+    from chunkctl.pipeline import IngestOptions, Interrupted, ingest
     if pdf_backend not in PDF_BACKENDS:
         fail(f"--pdf-backend must be one of {', '.join(PDF_BACKENDS)}", USAGE)
     missing = [str(p) for p in paths if not os.path.lexists(p)]  # a typo, not a bad input
@@ -119,8 +119,12 @@ def ingest_cmd(
                             enrichment=enrichment_from(enrich, embed_format, embed_fields, embedder), **limits)
     store = open_store(db, create=True, wait=wait)
     command = command_line(sys.argv[1:])
-    with store, _progress(quiet or json_out, verbose) as on_file:
-        result = ingest(store, [str(p) for p in paths], options, command=command, on_file=on_file)
+    try:
+        with store, progress_display(quiet or json_out or verbose):
+            result = ingest(store, [str(p) for p in paths], options, command=command,
+                            on_file=_per_file if verbose else None)
+    except Interrupted as e:
+        interrupted(e.result)
     if json_out:
         print_json(result.as_dict())
     elif not quiet:
@@ -154,9 +158,8 @@ def _ingest_ray(ctx, paths, out_dir, chunkers, ray_options, include, exclude, fo
                             enrichment=enrichment_from(enrich, embed_format, embed_fields, None),
                             **{**limits, "parse_workers": min(limits["parse_workers"], 1)})  # one per Ray task
     command = command_line(sys.argv[1:])
-    with _progress(True, verbose) as on_file:
-        result = ingest_ray([str(p) for p in paths], out_dir, options, ray_options, command=command,
-                            on_file=on_file, quiet=quiet or json_out or not verbose)
+    result = ingest_ray([str(p) for p in paths], out_dir, options, ray_options, command=command,
+                        on_file=_per_file if verbose else None, quiet=quiet or json_out or not verbose)
     if json_out:
         print_json(result.as_dict())
     elif not quiet:
@@ -164,37 +167,17 @@ def _ingest_ray(ctx, paths, out_dir, chunkers, ray_options, include, exclude, fo
     raise typer.Exit(PARTIAL if result.rejects else OK)
 
 
-class _progress:
-    """A rich progress bar with counts while ingesting (on a terminal), or a line per file with -v."""
+def _per_file(path: str, status: str, total: int) -> None:
+    err.print(f"{status:>9}  {path}", highlight=False, markup=False)
 
-    def __init__(self, silent: bool, verbose: bool):
-        self.silent, self.verbose = silent, verbose
-        self.progress = None
-        self.counts: dict[str, int] = {}
 
-    def __enter__(self):
-        if not self.silent and not self.verbose and err.is_terminal:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self.progress = Progress(BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                                     TextColumn("{task.description}"), console=err, transient=True)
-            self.progress.start()
-            self.task = self.progress.add_task("ingesting")
-        return self.on_file
-
-    def on_file(self, path: str, status: str, total: int) -> None:
-        key = status.split()[0]
-        self.counts[key] = self.counts.get(key, 0) + 1
-        if self.verbose:
-            err.print(f"{status:>9}  {path}", highlight=False, markup=False)
-        elif self.progress is not None:
-            desc = ", ".join(f"{v} {k}" for k, v in self.counts.items())
-            self.progress.update(self.task, total=total, advance=status != "pruned",
-                                 description=f"{desc}  {Path(path).name}")
-
-    def __exit__(self, *exc):
-        if self.progress is not None:
-            self.progress.stop()
+def interrupted(result) -> None:
+    """Ctrl-C: say what was kept, exit 130 at once (no waiting for helper threads)."""
+    stored = result.new + result.updated
+    err.print(f"Interrupted: {stored} document(s) committed ({sum(result.chunks.values())} chunks) in "
+              f"{result.seconds:.1f} s; the document being written was rolled back; re-run to resume.",
+              highlight=False)
+    exit_now(130)
 
 
 def summary(result, db: str, command: str = "ingest") -> None:
@@ -220,7 +203,7 @@ def summary(result, db: str, command: str = "ingest") -> None:
     if result.embedding is not None and result.embedding.chunks:
         e = result.embedding
         out.print(f"vectors: {e.chunks} chunk(s) given a {e.model_id} vector ({e.embedded} embedded, "
-                  f"{e.cached} from the cache) in {e.seconds:.1f} s", highlight=False)
+                  f"{e.cached} reused the vector of the same text) in {e.seconds:.1f} s", highlight=False)
         if e.truncated:
             out.print(f"[yellow]warning:[/] {e.truncated} chunk(s) are longer than the model's window; only their "
                       "first tokens are in their vectors (use smaller chunks)", highlight=False)

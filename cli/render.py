@@ -25,6 +25,16 @@ def fail(message: str, code: int = FAILURE) -> None:
     raise typer.Exit(code)
 
 
+def exit_now(code: int) -> None:
+    """Exit without waiting for helper threads (an embedding batch, LLM requests in flight): after
+    Ctrl-C nothing they would finish is wanted, and the store is closed already."""
+    import os
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
 
@@ -153,20 +163,42 @@ def reranker_from(ctx, retrieval, db: str | None, device: str = "auto"):
         fail(str(e), USAGE)
 
 
+class _Bars:
+    """chunkctl.progress's listener on a terminal: one transient line per open step, with its count,
+    elapsed time and (when the total is known) an ETA."""
+
+    def __init__(self):
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                   TimeRemainingColumn)
+
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                            TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[detail]}"),
+                            console=err, transient=True, refresh_per_second=8)
+        self.tasks: dict[int, Any] = {}
+
+    def start(self, step) -> None:
+        self.tasks[id(step)] = self.bar.add_task(step.name, total=step.total, detail=step.detail)
+
+    def update(self, step) -> None:
+        task = self.tasks.get(id(step))
+        if task is not None:
+            self.bar.update(task, completed=step.done, total=step.total, detail=step.detail[:60])
+
+    def end(self, step) -> None:
+        task = self.tasks.pop(id(step), None)
+        if task is not None:
+            self.bar.remove_task(task)
+
+
 @contextmanager
-def progress_bar(quiet: bool, what: str):
-    """A ``step(description, done, total)`` callback that draws a bar with the elapsed time and an
-    ETA on a terminal's stderr; silent with -q/--json or when stderr is not a terminal."""
-    if quiet or not err.is_terminal:
-        yield lambda *_: None
+def progress_display(silent: bool):
+    """Progress bars for every long step of the command (``chunkctl.progress``) on a terminal's
+    stderr; nothing with -q/--json (``silent``) or when stderr is not a terminal."""
+    from chunkctl import progress
+
+    if silent or not err.is_terminal:
+        yield
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TimeRemainingColumn(), console=err, transient=True) as bar:
-        task = bar.add_task(what, total=None)
-
-        def step(description: str, done: int, total: int) -> None:
-            bar.update(task, description=f"{what}: {description}", completed=done, total=total)
-
-        yield step
+    bars = _Bars()
+    with bars.bar, progress.listen(bars):
+        yield

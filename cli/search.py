@@ -28,7 +28,8 @@ def embed_cmd(db: Db = "chunkctl.duckdb", model: Model = "minilm", device: Devic
         print_json(result.as_dict())
     elif not quiet:
         out.print(f"{result.chunks} chunk(s) given a {embedder.model_id} vector on {embedder.device} "
-                  f"({result.embedded} embedded, {result.cached} from the cache) in {result.seconds:.1f} s",
+                  f"({result.embedded} embedded, {result.cached} reused the vector of the same text) "
+                  f"in {result.seconds:.1f} s",
                   highlight=False)
         if result.truncated:
             err.print(f"warning: {result.truncated} chunk(s) are longer than the model's window; only their "

@@ -8,7 +8,7 @@ import typer
 
 from chunkctl.cli.options import Chunkers, Device, Json, Model, Quiet
 from chunkctl.cli.render import (USAGE, chunkers_from, device_from, embedder_from, err, fail, llm_settings_from,
-                                 open_store, out, print_json, progress_bar)
+                                 open_store, out, print_json, progress_display)
 
 
 def tune_cmd(
@@ -74,9 +74,9 @@ def tune_cmd(
                        budget_s=None if budget is None else 60 * budget, embedder=embedder_from(model, device),
                        device=device, llm_settings=llm_settings_from(ctx, tune_db, device))
     exclude = [qa.name] if qa.resolve().parent == corpus.resolve() else []
-    with open_store(tune_db, create=True) as store, progress_bar(quiet or json_out, "tune") as step:
+    with open_store(tune_db, create=True) as store, progress_display(quiet or json_out):
         try:
-            report = tune(store, qaset, [str(corpus)], opts, exclude=exclude, progress=step)
+            report = tune(store, qaset, [str(corpus)], opts, exclude=exclude)
         except ValueError as e:
             fail(str(e), USAGE)
     if report.winner is not None and not no_write:

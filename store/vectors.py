@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from chunkctl.store.db import Store
 
@@ -17,9 +18,9 @@ GPU_BATCH = 32768
 @dataclass
 class EmbedResult:
     model_id: str
-    chunks: int = 0      # chunks that got a vector in this run
-    embedded: int = 0    # distinct texts sent to the model
-    cached: int = 0      # chunks whose vector came from the cache
+    chunks: int = 0      # chunks that got a vector in this run: embedded + cached
+    embedded: int = 0    # chunks whose text went to the model (one per distinct text)
+    cached: int = 0      # chunks that reused a vector: from the cache, or of the same text in this run
     truncated: int = 0   # embedded texts longer than the model's window (their tail is not in the vector)
     seconds: float = 0.0
     memories: int = 0    # MoM memory entries (outline, core) that got a vector
@@ -137,7 +138,7 @@ def _write(store: Store, embedder, b: _Batch, matrix, res: EmbedResult) -> None:
         put_vectors(store, [cid for cid, _ in b.rows], embedder.model_id, full, b.shas)
     res.chunks += len(b.rows)
     res.embedded += len(vectors)
-    res.cached += len(b.rows) - sum(1 for h in b.shas if h in vectors)
+    res.cached += len(b.rows) - len(vectors)  # chunks = embedded + cached, always
     if b.todo is not None:
         res.truncated += sum(len(x) > embedder.max_tokens for x in b.todo)
 
@@ -170,19 +171,26 @@ def count_missing(store: Store, model_id: str, strategy: str | None = None) -> i
 
 
 def embed_chunks(store: Store, embedder, strategy: str | None = None, batch: int | None = None,
-                 on_batch: Callable[[int, int], None] | None = None) -> EmbedResult:
+                 step=None) -> EmbedResult:
     """Give every chunk (of one strategy, or all) without a vector for ``embedder.model_id`` one.
-    Each batch commits on its own, so a killed run keeps its finished batches and a re-run continues."""
+    Each batch commits on its own, so a killed run keeps its finished batches and a re-run continues.
+    Progress goes to ``step`` (a ``chunkctl.progress.Step``; by default a new "embed" step)."""
+    from chunkctl import progress
+
     t0 = time.perf_counter()
     res = EmbedResult(embedder.model_id)
     batch = batch or (GPU_BATCH if getattr(embedder, "device", "cpu") == "cuda" else 512)
-    total = count_missing(store, embedder.model_id, strategy) if on_batch else 0
-    after = ""
-    while rows := missing_vectors(store, embedder.model_id, strategy, after, batch):
-        embed_rows(store, embedder, rows, res)
-        store.let_readers_in()
-        after = rows[-1][0]
-        on_batch and on_batch(res.chunks, total)
+    total = count_missing(store, embedder.model_id, strategy)
+    if not total:
+        return res
+    with progress.step("embed") if step is None else nullcontext(step) as s:
+        s.grow(total)
+        after = ""
+        while rows := missing_vectors(store, embedder.model_id, strategy, after, batch):
+            embed_rows(store, embedder, rows, res)
+            s.advance(len(rows))
+            store.let_readers_in()
+            after = rows[-1][0]
     res.seconds = time.perf_counter() - t0
     return res
 
@@ -215,6 +223,7 @@ class EmbedStage:
         self.ids: list[Sequence[int]] = []
         self._pool = None
         self._inflight = None  # (batch, future of its vectors, start time)
+        self.step = None  # a chunkctl.progress.Step the caller opened: queued chunks grow it, writes advance it
         tok = getattr(embedder, "tokenizer", None)
         self.tokenizer = tok if tok is not None and hasattr(embedder, "embed_ids") else None
 
@@ -222,6 +231,8 @@ class EmbedStage:
         """Queue committed chunks of the document ``text`` that have no vector of this model yet;
         ``ctx`` (the chunkers' context) still holds the document's tokenization."""
         rows, ids = stage_rows(chunks, text, ctx, self.embedder.model_id, self.tokenizer)
+        if self.step is not None and rows:
+            self.step.grow(len(rows))
         self.rows += rows
         self.ids += ids
         if len(self.rows) >= self.batch:
@@ -247,14 +258,23 @@ class EmbedStage:
             self._inflight = None
             _write(self.store, self.embedder, b, future.result(), self.result)
             self.result.seconds += time.perf_counter() - t0
+            if self.step is not None:
+                self.step.advance(len(b.rows))
             self.store.let_readers_in()
+
+    def abandon(self) -> None:
+        """An interrupted run: drop the batch being embedded without waiting for it (its chunks
+        have no vector yet; the next run's ``finish`` embeds them)."""
+        self._inflight = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
 
     def finish(self) -> EmbedResult:
         self.flush()
         self._write_previous()
         if self._pool is not None:
             self._pool.shutdown()
-        rest = embed_chunks(self.store, self.embedder)
+        rest = embed_chunks(self.store, self.embedder, step=self.step)
         for k in ("chunks", "embedded", "cached", "truncated", "seconds"):
             setattr(self.result, k, getattr(self.result, k) + getattr(rest, k))
         from chunkctl.store.memory import embed_memories

@@ -182,19 +182,25 @@ class LLM:
         failed request yields its LLMError in place (BudgetExhausted for those not sent)."""
         if not reqs:
             return []
-        with ThreadPoolExecutor(min(self.concurrency, len(reqs))) as pool:
-            futures = [pool.submit(self.complete, r) for r in reqs]
-            out = []
-            for f in futures:
-                try:
-                    out.append(f.result())
-                except LLMError as e:
-                    if errors == "raise":
-                        for g in futures:
-                            g.cancel()
-                        raise
-                    out.append(e)
-            return out
+        from chunkctl import progress
+
+        pool = ThreadPoolExecutor(min(self.concurrency, len(reqs)))
+        try:
+            with progress.step(f"LLM {reqs[0].kind}", len(reqs)) as step:
+                futures = [pool.submit(self.complete, r) for r in reqs]
+                for f in futures:
+                    f.add_done_callback(lambda _: step.advance())
+                out = []
+                for f in futures:
+                    try:
+                        out.append(f.result())
+                    except LLMError as e:
+                        if errors == "raise":
+                            raise
+                        out.append(e)
+                return out
+        finally:  # an error or Ctrl-C: requests not yet sent are dropped, none is waited for
+            pool.shutdown(wait=False, cancel_futures=True)
 
     # -- one request: the budget, the call, and the JSON repair retry --------------------------
     def _call(self, req: Request) -> Completion:
