@@ -329,9 +329,11 @@ def enrich_store(store: Store, enrichment, strategies: Sequence[str] | None = No
     for doc_id, sid, have, _ in rows:
         if have != enrich_id:
             by_doc.setdefault(doc_id, []).append(sid)
-    for doc_id, sids in by_doc.items():
-        _enrich_stored(store, run, doc_id, sids, enrichment, enrich_id, ctx)
-        store.let_readers_in()
+    with progress.step("enrich", len(by_doc)) as step:
+        for doc_id, sids in by_doc.items():
+            _enrich_stored(store, run, doc_id, sids, enrichment, enrich_id, ctx)
+            step.advance()
+            store.let_readers_in()
     from chunkctl.store.vectors import EmbedStage
 
     return run.finish(EmbedStage(store, embedder) if embedder is not None else None, ctx, t0)

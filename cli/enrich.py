@@ -10,7 +10,7 @@ from chunkctl.redact import command_line
 
 from chunkctl.cli.options import Db, Device, EmbedFields, EmbedFormat, Enrich, Json, Model, Quiet, Wait
 from chunkctl.cli.render import (OK, PARTIAL, USAGE, device_from, embedder_from, enrichment_from, fail,
-                                llm_settings_from, open_store, out, print_json)
+                                llm_settings_from, open_store, out, print_json, progress_display)
 
 
 def enrich_cmd(
@@ -40,7 +40,7 @@ def enrich_cmd(
     embedder = None if no_embed else embedder_from(model, device)
     enrichment = enrichment_from(enrich, embed_format, embed_fields, embedder)
     command = command_line(sys.argv[1:])
-    with open_store(db, wait=wait) as store:
+    with open_store(db, wait=wait) as store, progress_display(quiet or json_out):
         try:
             result = enrich_store(store, enrichment, strategy, embedder, llm_settings_from(ctx, db, device), command)
         except ValueError as e:

@@ -1,15 +1,19 @@
 """`chunkctl eval`."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from chunkctl.cli.options import (Chunkers, Db, Device, EmbedFields, EmbedFormat, Enrich, Model, Quiet,
+from chunkctl.cli.options import (Chunkers, Device, EmbedFields, EmbedFormat, Enrich, Model, Quiet,
                                   Wait, retrieval_options)
 from chunkctl.cli.render import (OK, QUALITY_GATE, USAGE, chunkers_from, device_from, embedder_from, enrichment_from,
-                                 err, fail, llm_settings_from, open_store, out, reranker_from)
+                                 err, fail, llm_settings_from, open_store, out, progress_display, reranker_from)
+
+
+EVAL_DB = "chunkctl.eval.duckdb"
 
 
 @retrieval_options
@@ -20,7 +24,11 @@ def eval_cmd(
     corpus: Annotated[Optional[Path], typer.Option(
         "--corpus", help="Folder of the documents the QA set refers to: ingested (and embedded) into --db "
                          "first, unchanged files skipped. Without it, the documents already in --db.")] = None,
-    db: Db = "chunkctl.duckdb",
+    db: Annotated[Optional[str], typer.Option(
+        "--db", envvar="CHUNKCTL_EVAL_DB",
+        help="Store to evaluate in. Default with --corpus: chunkctl.eval.duckdb, apart from your main store, so "
+             "the strategies tried do not land there (a re-run reuses their chunks); without --corpus: the main "
+             "store ($CHUNKCTL_DB or chunkctl.duckdb).")] = None,
     chunker: Chunkers = None,
     qa_format: Annotated[Optional[str], typer.Option("--qa-format", help="jsonl, chroma or squad.")] = None,
     model: Model = "minilm",
@@ -74,6 +82,9 @@ def eval_cmd(
     from chunkctl.evaluate.report import failed_gates, markdown, parse_gate, save_parquet, write_json
     from chunkctl.evaluate.run import K_MIN, LOCATES, EvalOptions, evaluate
 
+    if db is None:
+        db = EVAL_DB if corpus is not None else os.environ.get("CHUNKCTL_DB") or "chunkctl.duckdb"
+
     if locate not in LOCATES:
         fail(f"--locate must be one of {', '.join(LOCATES)}", USAGE)
     if qa_format is not None and qa_format not in FORMATS:
@@ -122,7 +133,7 @@ def eval_cmd(
                        embedder=embedder, baseline=base, device=device, intrinsic=intrinsic, llm=llm,
                        llm_settings=llm_settings, enrichment=enrichment,
                        reranker=reranker_from(ctx, retrieval, db, device))
-    with open_store(db, create=roots is not None, wait=wait) as store:
+    with open_store(db, create=roots is not None, wait=wait) as store, progress_display(quiet or json_file == "-"):
         try:
             report = evaluate(store, qaset, opts, corpus=roots, exclude=exclude)
         except ValueError as e:
@@ -173,7 +184,7 @@ def _table(report) -> None:
         t.add_column(col, justify="right")
     for r in report.rows():
         secs = r.get("ingest_s", 0.0) + r["retrieve_s"]
-        t.add_row(r["strategy"], r["k"], *(f"{100 * r[m]:.1f}±{100 * r[m + '_std']:.0f}" for m, _ in SHOWN),
+        t.add_row(r["strategy"], str(r["k"]), *(f"{100 * r[m]:.1f}±{100 * r[m + '_std']:.0f}" for m, _ in SHOWN),
                   str(r["chunks"]), f"{r['tokens_mean']:.0f}", f"{secs:.1f}")
     out.print(t)
     if report.paired:
@@ -182,7 +193,7 @@ def _table(report) -> None:
         for col in ("strategy", "k", "metric", "diff", "95% CI", "W/T/L"):
             p.add_column(col)
         for d in report.paired:
-            p.add_row(d["strategy"], d["k"], d["metric"], f"{100 * d['mean_diff']:+.2f}",
+            p.add_row(d["strategy"], str(d["k"]), d["metric"], f"{100 * d['mean_diff']:+.2f}",
                       f"[{100 * d['ci95'][0]:+.2f}, {100 * d['ci95'][1]:+.2f}]",
                       f"{d['wins']}/{d['ties']}/{d['losses']}")
         out.print(p)

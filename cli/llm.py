@@ -6,7 +6,8 @@ from typing import Annotated, Optional
 import typer
 
 from chunkctl.cli.options import Db, Json
-from chunkctl.cli.render import FAILURE, OK, PARTIAL, USAGE, err, fail, llm_settings_from, out, print_json
+from chunkctl.cli.render import (FAILURE, OK, PARTIAL, USAGE, err, fail, llm_settings_from, out, print_json,
+                                 progress_display)
 
 app = typer.Typer(help="The LLM backend: check it, and manage the completion cache.", no_args_is_help=True)
 cache_app = typer.Typer(help="The completion cache beside the store.", no_args_is_help=True)
@@ -38,7 +39,8 @@ def check_cmd(ctx: typer.Context, json_out: Json = False) -> None:
         model, probes = "?", None
         err.print(f"[bold red]error:[/] {e}", highlight=False)
     else:
-        probes = check(backend)
+        with progress_display(json_out):
+            probes = check(backend)
     code = FAILURE if not probes or not probes[0].ok else OK if all(p.ok for p in probes) else PARTIAL
     if json_out:
         print_json({"backend": settings.backend, "model": model, "where": where, "ok": code == OK,

@@ -9,7 +9,8 @@ from typing import Annotated, Optional
 import typer
 
 from chunkctl.cli.options import Device, Model, Quiet
-from chunkctl.cli.render import FAILURE, OK, PARTIAL, USAGE, embedder_from, err, fail, llm_settings_from, out
+from chunkctl.cli.render import (FAILURE, OK, PARTIAL, USAGE, embedder_from, err, fail, llm_settings_from, out,
+                                 progress_display)
 
 app = typer.Typer(help="QA sets for `chunkctl eval`.", no_args_is_help=True)
 TREE = {"generate": None}
@@ -62,7 +63,9 @@ def generate_cmd(
         llm = open_llm(llm_settings_from(ctx, str(output), device))
     except LLMError as e:
         fail(str(e), USAGE)
-    res = generate_qa(docs, llm, embedder_from(model, device), GenerateOptions(per_doc=per_doc, window=window, seed=seed))
+    with progress_display(quiet):
+        res = generate_qa(docs, llm, embedder_from(model, device),
+                          GenerateOptions(per_doc=per_doc, window=window, seed=seed))
     output.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in res.rows), encoding="utf-8")
     if not quiet:
         out.print(f"{len(res.rows)} question(s) written to {output} from {len(docs)} document(s): {res.asked} asked, "

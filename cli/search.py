@@ -6,7 +6,8 @@ from typing import Annotated, Optional
 import typer
 
 from chunkctl.cli.options import Db, Device, Json, Model, Quiet, Wait, retrieval_options
-from chunkctl.cli.render import USAGE, embedder_from, err, fail, open_store, out, print_json, reranker_from
+from chunkctl.cli.render import (USAGE, embedder_from, err, fail, open_store, out, print_json, progress_display,
+                                 reranker_from)
 
 Strategy = Annotated[Optional[str], typer.Option("--strategy", "-s",
                                                  help="Only chunks of this strategy (id or name).")]
@@ -19,7 +20,7 @@ def embed_cmd(db: Db = "chunkctl.duckdb", model: Model = "minilm", device: Devic
     from chunkctl.store.vectors import embed_chunks
 
     embedder = embedder_from(model, device)
-    with open_store(db, wait=wait) as store:
+    with open_store(db, wait=wait) as store, progress_display(quiet or json_out):
         try:
             result = embed_chunks(store, embedder, strategy)
         except ValueError as e:

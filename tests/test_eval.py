@@ -150,7 +150,7 @@ def test_eval_on_sample_docs(cli, tmp_path):
     assert "recursive:size=128" in out and "structure" in out and "against recursive:size=128" in out
     res = json.loads((tmp_path / "r.json").read_text())
     assert res["questions"] == 22 and not res["problems"] and len(res["results"]) == 6
-    row = next(r for r in res["results"] if r["strategy"] == "recursive:size=128" and r["k"] == "3")
+    row = next(r for r in res["results"] if r["strategy"] == "recursive:size=128" and r["k"] == 3)
     assert 0.5 < row["recall"] <= 1 and row["chunks"] > 0 and 0 < row["precision_omega"] <= 1
     assert {p["metric"] for p in res["paired"]} == {"recall", "iou", "precision"}
     assert "| structure | 3 |" in (tmp_path / "r.md").read_text()

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import duckdb
 
+from chunkctl.chunkers import parse_spec
+
 from conftest import OFFSETS_VIOLATIONS, SAMPLE_DOCS, store_rows
 
 
@@ -79,7 +81,10 @@ def test_new_strategy_on_unchanged_documents_adds_only_that_strategy(cli, sample
     assert cli("ingest", sample_copy, "--db", db, "-c", "recursive")[0] == 0
     rec = chunk_set(db)
     code, out, _ = cli("ingest", sample_copy, "--db", db, "-c", "recursive", "-c", "fixed:size=64", "--json")
-    assert code == 0 and json.loads(out)["updated"] == 5
+    res = json.loads(out)  # the files are unchanged; the chunks written say what was added
+    assert code == 0 and (res["updated"], res["unchanged"], res["new"]) == (0, 5, 0)
+    assert list(res["chunks_written"]) == [parse_spec("fixed:size=64").strategy_id]
+    assert res["seen"] == res["new"] + res["updated"] + res["unchanged"] + res["rejected"]
     assert rec < chunk_set(db)
     assert store_rows(db, "SELECT count(DISTINCT strategy_id) FROM document_strategies")[0][0] == 2
 

@@ -75,36 +75,46 @@ def _request(window: str, asked: list[str], seed: int) -> Request:
 def generate_qa(docs: list[tuple[str, str]], llm, embedder, opts: GenerateOptions = GenerateOptions()) -> GenerateResult:
     """QA lines for ``docs`` ([(key, text)]): ``per_doc`` rounds, each asking about every document at
     once (the LLM helper runs them concurrently), then the two embedding filters."""
+    from chunkctl import progress
+
     res = GenerateResult()
     rng = random.Random(opts.seed)
     kept: dict[str, list[tuple[str, list[tuple[int, int]]]]] = {key: [] for key, _ in docs}
-    for _ in range(opts.per_doc):
-        pending = [(key, text) for key, text in docs if text.strip()]
-        for attempt in range(opts.attempts):
-            if not pending:
-                break
-            starts = [rng.randint(0, max(0, len(t) - opts.window)) for _, t in pending]
-            reqs = [_request(t[s:s + opts.window], [q for q, _ in kept[k]], rng.randrange(1 << 30))
-                    for (k, t), s in zip(pending, starts)]
-            res.asked += len(reqs)
-            retry = []
-            for (key, text), start, out in zip(pending, starts, llm.map(reqs, errors="return")):
-                if isinstance(out, LLMError) or not isinstance(out.data, dict):
-                    res.failed += 1
-                    retry.append((key, text))
-                    continue
-                refs = [find_excerpt(text, e, start) for e in out.data["references"][:opts.max_refs + 1]]
-                if len(refs) > opts.max_refs or any(r is None for r in refs):
-                    res.not_found += 1
-                    retry.append((key, text))
-                    continue
-                kept[key].append((out.data["question"].strip(), sorted(set(refs))))
-            pending = retry
+
+    with progress.step("qa generate", opts.per_doc) as step:
+        for _ in range(opts.per_doc):
+            _round(docs, llm, opts, rng, kept, res)
+            step.advance()
     for key, text in docs:
         for question, spans in _filter(kept[key], text, embedder, opts, res):
             res.rows.append({"question": question, "references": [
                 {"doc": key, "char_start": s, "char_end": e, "text": text[s:e]} for s, e in spans]})
     return res
+
+
+def _round(docs, llm, opts: GenerateOptions, rng, kept, res: GenerateResult) -> None:
+    """One question asked about every document (a failed or unverifiable answer asked again)."""
+    pending = [(key, text) for key, text in docs if text.strip()]
+    for attempt in range(opts.attempts):
+        if not pending:
+            break
+        starts = [rng.randint(0, max(0, len(t) - opts.window)) for _, t in pending]
+        reqs = [_request(t[s:s + opts.window], [q for q, _ in kept[k]], rng.randrange(1 << 30))
+                for (k, t), s in zip(pending, starts)]
+        res.asked += len(reqs)
+        retry = []
+        for (key, text), start, out in zip(pending, starts, llm.map(reqs, errors="return")):
+            if isinstance(out, LLMError) or not isinstance(out.data, dict):
+                res.failed += 1
+                retry.append((key, text))
+                continue
+            refs = [find_excerpt(text, e, start) for e in out.data["references"][:opts.max_refs + 1]]
+            if len(refs) > opts.max_refs or any(r is None for r in refs):
+                res.not_found += 1
+                retry.append((key, text))
+                continue
+            kept[key].append((out.data["question"].strip(), sorted(set(refs))))
+        pending = retry
 
 
 def _filter(items, text: str, embedder, opts: GenerateOptions, res: GenerateResult):

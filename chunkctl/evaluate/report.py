@@ -37,7 +37,7 @@ def failed_gates(report: EvalReport, gates: list[Gate]) -> list[str]:
     """One line per (strategy, k) below a gate; an unevaluated k is itself a failure."""
     out = []
     for g in gates:
-        rows = [r for r in report.rows() if g.k is None or r["k"] == g.k]
+        rows = [r for r in report.rows() if g.k is None or str(r["k"]) == g.k]
         if not rows:
             out.append(f"{g}: k={g.k} was not evaluated")
         out += [f"{r['strategy']} {g.metric}@{r['k']} = {r[g.metric]:.4f} < {g.value:g}" for r in rows
@@ -100,7 +100,8 @@ def save_parquet(report: EvalReport, path: str, qa: str) -> int:
     import polars as pl
 
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
-    frame = pl.DataFrame([{**r, "qa": qa, "run_at": stamp} for r in report.rows()], infer_schema_length=None)
+    frame = pl.DataFrame([{**r, "k": str(r["k"]), "qa": qa, "run_at": stamp} for r in report.rows()],
+                         infer_schema_length=None)  # k stays text in the history: "min" is a k too
     p = Path(path)
     if p.exists():
         frame = pl.concat([pl.read_parquet(p), frame], how="diagonal_relaxed")

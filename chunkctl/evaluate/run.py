@@ -191,17 +191,28 @@ def score_strategy(placed, chunks: dict[str, list[M.Span]], ranked: Sequence[Seq
 
 def evaluate(store, qa: QASet, opts: EvalOptions, corpus: Sequence[str] | None = None,
              exclude: Sequence[str] = ()) -> EvalReport:
+    """Chunk (with ``corpus``) and rank every strategy of ``opts`` on ``qa``; progress: an "eval"
+    step with one unit per strategy chunked and one per strategy ranked."""
+    from chunkctl import progress
+
+    if opts.retrieval.dense and opts.embedder is None:
+        raise ValueError(f"--mode {opts.retrieval.mode} needs an embedding model")
+    chunkers = list(opts.chunkers)
+
+    with progress.step("eval", 2 * len(chunkers)) as step:
+        return _evaluate(store, qa, opts, corpus, exclude, chunkers, step)
+
+
+def _evaluate(store, qa: QASet, opts: EvalOptions, corpus, exclude, chunkers, step) -> EvalReport:
     from chunkctl.pipeline import IngestOptions, ingest
 
     r = opts.retrieval
-    if r.dense and opts.embedder is None:
-        raise ValueError(f"--mode {r.mode} needs an embedding model")
-    chunkers = list(opts.chunkers)
     seconds: dict[str, dict[str, float]] = {}
     rejected: list[str] = []
     llm_stats: dict[str, Any] = {}
     if corpus:
         for ch in chunkers:  # one ingest per strategy, so each one's chunking and embedding are timed
+            step.advance(0, f"chunk and embed {ch.spec}")
             res = ingest(store, list(corpus), IngestOptions([ch], exclude=exclude, embedder=opts.embedder,
                                                             device=opts.device, llm=opts.llm_settings,
                                                             enrichment=opts.enrichment), command="eval")
@@ -213,6 +224,7 @@ def evaluate(store, qa: QASet, opts: EvalOptions, corpus: Sequence[str] | None =
                                        "chunk_store_s": max(0.0, res.seconds - embed_s)}
             if res.llm is not None:
                 llm_stats[ch.strategy_id] = res.llm
+            step.advance()
     elif opts.enrichment is not None:  # the stored chunks, enriched as asked
         from chunkctl.pipeline import enrich_store
         from chunkctl.store.catalog import has_chunks
@@ -235,7 +247,9 @@ def evaluate(store, qa: QASet, opts: EvalOptions, corpus: Sequence[str] | None =
     depth = max([K_MIN_CAP if k == K_MIN else int(k) for k in opts.ks] or [5])
     doc_ids = set(docs)
     results = []
+    step.update(done=len(chunkers))
     for ch in chunkers:
+        step.advance(0, f"rank with {ch.spec}")
         sid = ch.strategy_id
         table = ChunkTable(store, sid)
         inside = [p for p, d in enumerate(table.docs) if d in doc_ids]
@@ -273,7 +287,7 @@ def evaluate(store, qa: QASet, opts: EvalOptions, corpus: Sequence[str] | None =
             cstats.update(_chunkscores(chunks, opts))
         rows = []
         for k in opts.ks:
-            row = {"strategy": ch.spec, "strategy_id": sid, "k": str(k), "questions": len(placed),
+            row = {"strategy": ch.spec, "strategy_id": sid, "k": k, "questions": len(placed),
                    "mode": r.mode, "retrieval": r.label(), "memory": r.memory, "locate": opts.locate,
                    "enrich": opts.enrichment.label if opts.enrichment is not None else "as stored",
                    "fusion": r.fusion if r.fusion == "none" else f"{r.fusion}:alpha={r.alpha:g}",
@@ -285,6 +299,7 @@ def evaluate(store, qa: QASet, opts: EvalOptions, corpus: Sequence[str] | None =
                      for res, (d, (s, e)) in zip(q, result_spans(q, table, located))] for q in found]
         results.append(StrategyResult(ch.spec, sid, rows, per_q, cstats, secs, sizes.tolist(), llm_stats.get(sid),
                                       returned))
+        step.advance()
     report = EvalReport(results, len(placed), problems, r, opts.locate,
                         getattr(opts.embedder, "model_id", None),
                         question_docs=[Path(docs[d][0]).name for _, d, _ in placed], questions=questions)
@@ -296,6 +311,6 @@ def evaluate(store, qa: QASet, opts: EvalOptions, corpus: Sequence[str] | None =
                 continue
             for k in opts.ks:
                 for metric in ("recall", "iou", "precision"):
-                    report.paired.append({"strategy": r.spec, "k": str(k), "metric": metric,
+                    report.paired.append({"strategy": r.spec, "k": k, "metric": metric,
                                           **M.paired(r.per_question[str(k)][metric], base.per_question[str(k)][metric])})
     return report

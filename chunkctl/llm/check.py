@@ -30,14 +30,19 @@ class Probe:
 
 
 def check(backend: Backend) -> list[Probe]:
+    from chunkctl import progress
+
     llm = LLM(backend)  # no cache: a check measures the model, not the cache
-    probes = [_run("generation", lambda: _generate(llm))]
-    if not probes[0].ok:
-        return probes  # unreachable: the other probes would fail the same way
-    probes.append(_run("log-probs", lambda: _logprobs(llm)))
-    probes.append(_run("JSON schema", lambda: _json(llm)))
-    probes.append(_run("scoring", lambda: _score(llm)))
-    probes.append(_run("next-token candidates", lambda: _candidates(llm)))
+    steps = [("generation", _generate), ("log-probs", _logprobs), ("JSON schema", _json), ("scoring", _score),
+             ("next-token candidates", _candidates)]
+    probes: list[Probe] = []
+    with progress.step("llm check", len(steps)) as step:
+        for name, fn in steps:
+            step.advance(0, name)
+            probes.append(_run(name, lambda: fn(llm)))
+            step.advance()
+            if not probes[0].ok:
+                break  # unreachable: the other probes would fail the same way
     return probes
 
 
