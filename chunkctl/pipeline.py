@@ -27,7 +27,7 @@ import duckdb
 
 from chunkctl import progress
 from chunkctl.chunkers import Chunker, ChunkContext, chunk_all
-from chunkctl.parse import doc_id_for, kind_of
+from chunkctl.parse import doc_id_for, kind_of, readable
 from chunkctl.store import Store
 from chunkctl.store.db import StoreError, store_failure
 from chunkctl.store.catalog import completion_records
@@ -76,6 +76,7 @@ class IngestOptions:
     stream_threshold: int = STREAM_THRESHOLD
     max_file_mb: int | None = MAX_FILE_MB  # None: no size limit
     follow_symlinks: bool = False  # follow links that lead outside the given roots
+    strict: bool = False  # files of types no parser takes are rejects (exit 3), not skipped
     parse_workers: int = 2  # parser processes; 0 parses in this process (no time or memory limit)
     document_timeout: float | None = DEFAULT_TIMEOUT_S  # seconds one file's parse may take
     parse_memory_mb: int | None = DEFAULT_MEMORY_MB  # resident memory one parse may use
@@ -100,6 +101,7 @@ class IngestResult:
     enriched: Counter = field(default_factory=Counter)  # strategy_id -> stored chunks enriched again
     trimmed: int = 0  # chunks whose metadata block was shortened to fit the embedder's window
     rejects: list[Reject] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # files of types no parser takes (not with --strict)
     warnings: list[tuple[str, str]] = field(default_factory=list)  # (path, what): stored, but not quite whole
     embedding: Any = None  # the embedding stage's EmbedResult, when it ran
     llm: Any = None  # the LLM's LLMStats, when a chunker used it
@@ -115,6 +117,7 @@ class IngestResult:
         return {
             "run_id": self.run_id, "seen": self.seen, "new": self.new, "updated": self.updated,
             "unchanged": self.unchanged, "pruned": self.pruned, "rejected": len(self.rejects),
+            "skipped": len(self.skipped), "skipped_files": self.skipped,
             "chunks_written": dict(self.chunks), "chunks_enriched": dict(self.enriched),
             "prefixes_trimmed": self.trimmed, "seconds": round(self.seconds, 3),
             **({"interrupted": True} if self.interrupted else {}),
@@ -131,6 +134,18 @@ class Interrupted(KeyboardInterrupt):
     def __init__(self, result: IngestResult):
         super().__init__()
         self.result = result
+
+
+def skip_unreadable(found, strict: bool) -> tuple[list, list[str]]:
+    """(what to ingest, paths skipped): files of a type no parser takes (an image, a .jsonl beside
+    the documents) are skipped and listed, not failures; ``strict`` keeps them, to be rejected."""
+    keep, skipped = [], []
+    for item in found:
+        if not strict and not isinstance(item, Reject) and not readable(item.path):
+            skipped.append(str(item.path))
+        else:
+            keep.append(item)
+    return keep, skipped
 
 
 def file_sha256(path: Path) -> str:
@@ -231,7 +246,9 @@ def ingest(store: Store, paths: Sequence[str | Path], options: IngestOptions, co
     for ch in options.chunkers:
         store.put_strategy(ch.strategy_id, ch.name, ch.params())  # writes only a new strategy
     remove_stale_temp_files(store)
-    found = list(walk(paths, options.include, options.exclude, follow_symlinks=options.follow_symlinks))
+    found, res.skipped = skip_unreadable(walk(paths, options.include, options.exclude,
+                                              follow_symlinks=options.follow_symlinks), options.strict)
+    res.seen = len(res.skipped)  # seen = new + updated + unchanged + skipped + rejected files
     total = len(found)
     pending: deque[tuple[Found, _Plan]] = deque()
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from chunkctl.pipeline import IngestOptions, IngestResult, ingest
+from chunkctl.pipeline import IngestOptions, IngestResult, ingest, skip_unreadable
 from chunkctl.store import Store
 from chunkctl.store.dataset import (live_state, new_run_id, part_name, prime_records, remove_uncommitted,
                                     write_commit, write_task_shards, write_vector_shards)
@@ -218,11 +218,12 @@ def ingest_ray(paths: Sequence[str | Path], out: str | Path, options: IngestOpti
     run_id = new_run_id()
     result = IngestResult(run_id=run_id)
     state = live_state(out)
-    found = list(walk(paths, options.include, options.exclude, follow_symlinks=options.follow_symlinks))
+    found, result.skipped = skip_unreadable(walk(paths, options.include, options.exclude,
+                                                 follow_symlinks=options.follow_symlinks), options.strict)
     files = [f for f in found if not isinstance(f, Reject)]
     walk_rejects = [f for f in found if isinstance(f, Reject)]
     result.rejects = list(walk_rejects)
-    result.seen = len(files)
+    result.seen = len(found) + len(result.skipped)
     started = _start_ray(ray_options.address, quiet)
     try:
         gpus = ray_options.gpus_per_actor

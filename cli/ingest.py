@@ -53,6 +53,10 @@ def ingest_cmd(
     max_file_mb: Annotated[int, typer.Option(
         "--max-file-mb", min=0, help="Reject files larger than this that must be parsed whole (all but "
                                      "plain text, which is streamed); 0: no limit.")] = 512,
+    strict: Annotated[bool, typer.Option(
+        "--strict", envvar="CHUNKCTL_STRICT",
+        help="Files of types no parser takes (images, .jsonl, ...) are rejects (exit 3) instead of being "
+             "skipped and listed.")] = False,
     follow_symlinks: Annotated[bool, typer.Option(
         "--follow-symlinks", help="Follow symlinks that lead outside the folders and files given (by default "
                                   "they are rejected).")] = False,
@@ -99,7 +103,8 @@ def ingest_cmd(
     chunkers = chunkers_from(chunker)
     device = device_from(device)  # for embedding chunkers too: a missing GPU is a usage error
     limits = dict(document_timeout=document_timeout or None, parse_memory_mb=parse_memory or None,
-                  parse_workers=parse_workers, max_file_mb=max_file_mb or None, follow_symlinks=follow_symlinks)
+                  parse_workers=parse_workers, max_file_mb=max_file_mb or None, follow_symlinks=follow_symlinks,
+                  strict=strict)
     if engine not in ("local", "ray"):
         fail("--engine must be local or ray", USAGE)
     if (engine == "ray") != (out_dir is not None):
@@ -185,13 +190,15 @@ def summary(result, db: str, command: str = "ingest") -> None:
 
     if not result.wrote_anything:
         out.print(f"Nothing to do: {result.unchanged} document(s) unchanged in {db}.")
+        _skipped(result)
         return
     t = Table(title=f"{command} → {db}  ({result.seconds:.1f} s)", title_justify="left")
-    for col in ("seen", "new", "updated", "unchanged", "pruned", "rejected"):
+    for col in ("seen", "new", "updated", "unchanged", "skipped", "rejected", "pruned"):
         t.add_column(col, justify="right")
-    t.add_row(*(str(v) for v in (result.seen, result.new, result.updated, result.unchanged, result.pruned,
-                                 len(result.rejects))))
+    t.add_row(*(str(v) for v in (result.seen, result.new, result.updated, result.unchanged, len(result.skipped),
+                                 len(result.rejects), result.pruned)))
     out.print(t)
+    _skipped(result)
     if result.chunks:
         out.print("chunks written: " + ", ".join(f"{sid} {n}" for sid, n in result.chunks.items()), highlight=False)
     if result.enriched:
@@ -219,6 +226,18 @@ def summary(result, db: str, command: str = "ingest") -> None:
         for r in result.rejects:
             rt.add_row(r.path, r.stage, r.reason)
         out.print(rt)
+
+
+def _skipped(result) -> None:
+    if not result.skipped:
+        return
+    from collections import Counter
+
+    kinds = Counter(Path(p).suffix.lower() or "(no extension)" for p in result.skipped)
+    names = ", ".join(Path(p).name for p in result.skipped[:5]) + (", ..." if len(result.skipped) > 5 else "")
+    out.print(f"skipped {len(result.skipped)} file(s) of types chunkctl does not read ("
+              + ", ".join(f"{k} {n}" for k, n in kinds.most_common()) + f"): {names}; --strict makes them rejects",
+              highlight=False)
 
 
 def chunk_cmd(

@@ -26,7 +26,13 @@ MIME = {
     "unstructured": "application/octet-stream",
 }
 
-__all__ = ["KINDS", "MIME", "PDF_BACKENDS", "Parsed", "doc_id_for", "kind_of", "load_document", "parse_bytes"]
+__all__ = ["KINDS", "MIME", "PDF_BACKENDS", "Parsed", "doc_id_for", "kind_of", "load_document", "parse_bytes", "readable"]
+
+
+def readable(path: str | PurePath) -> bool:
+    """Whether some parser takes files with this suffix."""
+    suffix = PurePath(path).suffix.lower()
+    return suffix in KINDS or suffix in UNSTRUCTURED_SUFFIXES
 
 
 def kind_of(path: str | PurePath) -> str:
