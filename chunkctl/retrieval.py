@@ -311,15 +311,64 @@ class Hit:
     heading_path: list[str] = field(default_factory=list)
     text: str = ""
     chunks: int = 1
+    snippet: str = ""  # the part of the text that best matches the query
+    relevance: float = 0.0  # score / the best result's score
+
+
+def search_strategy(store, strategy: str | None = None) -> tuple[str, list[str]]:
+    """The strategy a search reads, and the other strategies stored. A span chunked by several
+    strategies would otherwise come back once per strategy: with none named, the built-in default
+    (recursive:size=96) when stored, else the strategy covering the most documents (then the most
+    recently written). ValueError on an empty store or an unknown strategy."""
+    from chunkctl.chunkers import DEFAULT_SPEC, parse_spec
+    from chunkctl.store import index as ix
+
+    stored = ix.searchable_strategies(store)
+    if not stored:
+        raise ValueError("the store has no chunks yet: run `chunkctl ingest FOLDER` first")
+    if strategy is not None:
+        chosen = ix.resolve_strategy(store, strategy)
+    else:
+        default = parse_spec(DEFAULT_SPEC).strategy_id
+        chosen = default if any(sid == default for sid, _, _ in stored) else stored[0][0]
+    return chosen, [sid for sid, _, _ in stored if sid != chosen]
+
+
+def snippet(text: str, query: str, width: int = 240) -> str:
+    """About ``width`` characters of ``text`` around its densest run of the query's words (all of
+    the text when it is short); cut at spaces, with … where text was left out."""
+    flat = " ".join(text.split())
+    if len(flat) <= width:
+        return flat
+    import re
+
+    words = {w for w in re.findall(r"\w+", query.lower()) if len(w) > 2} or set(re.findall(r"\w+", query.lower()))
+    hits = [m.start() for m in re.finditer(r"\w+", flat.lower()) if m.group() in words]
+    best, best_n = 0, 0
+    j = 0
+    for i, a in enumerate(hits):  # the window starting at a hit that holds the most hits
+        while j < len(hits) and hits[j] < a + width:
+            j += 1
+        if j - i > best_n:
+            best, best_n = a, j - i
+    start = max(0, min(best - width // 5, len(flat) - width))
+    if start:
+        start = flat.find(" ", start) + 1 or start
+    end = min(len(flat), start + width)
+    if end < len(flat):
+        end = flat.rfind(" ", start, end) if flat.rfind(" ", start, end) > start else end
+    return ("…" if start else "") + flat[start:end] + ("…" if end < len(flat) else "")
 
 
 def search(store, query: str, k: int = 10, r: Retrieval = Retrieval(), strategy: str | None = None,
            embedder=None, reranker=None) -> list[Hit]:
-    """One query's results with what a reader needs beside them (document, pages, headings, text)."""
+    """One query's results with what a reader needs beside them (document, pages, headings, text,
+    the matching snippet), from one strategy (``search_strategy``)."""
     from chunkctl.store import index as ix
 
     if not query.strip():
         raise ValueError("the query is empty")
+    strategy, _ = search_strategy(store, strategy)
     if r.dense and embedder is not None and not ix.has_vectors(store, embedder.model_id):
         raise ValueError(f"no {embedder.model_id} vectors in this store: run `chunkctl embed` first")
     results = rank(store, [query], k, r, strategy, embedder, reranker)[0]
@@ -328,11 +377,13 @@ def search(store, query: str, k: int = 10, r: Retrieval = Retrieval(), strategy:
     docs = ix.documents_text(store, {res.doc_id for res in results})
     details = ix.chunk_details(store, [c for res in results for c in res.chunk_ids])
     hits = []
+    top = max(res.score for res in results) or 1.0
     for res in results:
         path, text = docs[res.doc_id]
         pages = [details[c][0] for c in res.chunk_ids if details[c][0] is not None]
         ends = [details[c][1] for c in res.chunk_ids if details[c][1] is not None]
+        span = text[res.char_start:res.char_end]
         hits.append(Hit(res.chunk_id, res.score, path, res.strategy_id, res.char_start, res.char_end,
                         min(pages) if pages else None, max(ends) if ends else None,
-                        details[res.chunk_id][2], text[res.char_start:res.char_end], len(res.chunk_ids)))
+                        details[res.chunk_id][2], span, len(res.chunk_ids), snippet(span, query), res.score / top))
     return hits

@@ -50,31 +50,44 @@ def search_cmd(
     wait: Wait = 0.0,
     retrieval=None,  # the retrieval options, validated (cli.options.retrieval_options)
 ) -> None:
-    """Search stored chunks; shows document, pages, heading path, score and a snippet. The retrieval
-    options are eval's, so `chunkctl eval` measures exactly what search returns."""
-    from chunkctl.retrieval import search
+    """Search stored chunks of one strategy (see --strategy); shows document, pages, heading path, a
+    score and the part of the text that matches. The retrieval options are eval's, so `chunkctl eval`
+    measures exactly what search returns. Exit code 2 for an empty query or an empty store."""
+    from chunkctl.retrieval import search, search_strategy
 
+    if not query.strip():
+        fail("the query is empty: search \"what to look for\"", USAGE)
     embedder = embedder_from(model, device) if retrieval.dense else None
     reranker = reranker_from(ctx, retrieval, db, device)
     with open_store(db, wait=wait) as store:
         try:
-            hits = search(store, query, k, retrieval, strategy, embedder, reranker)
+            chosen, others = search_strategy(store, strategy)
+            hits = search(store, query, k, retrieval, chosen, embedder, reranker)
         except ValueError as e:
             fail(str(e), USAGE)
     if json_out:
         print_json([h.__dict__ for h in hits])
         return
+    if others and strategy is None:
+        err.print(f"searching strategy {chosen}; also stored: {', '.join(others)} (--strategy to choose)",
+                  highlight=False)
     if not hits:
         err.print("no results")
         return
     from rich.table import Table
+    from rich.text import Text
 
-    t = Table(show_lines=True)
-    for col in ("#", "score", "document", "pages", "headings", "snippet"):
+    # what the score is: a cosine and a BM25 score read as they are; a fused score only relative to the best
+    label, shown = {"vector": ("cosine", lambda h: f"{h.score:.3f}"), "bm25": ("BM25", lambda h: f"{h.score:.2f}")}.get(
+        retrieval.mode, ("match", lambda h: f"{100 * h.relevance:.0f}%"))
+    t = Table(show_lines=True, caption="match: the fused score as a share of the best result's"
+              if label == "match" else None)
+    for col in ("#", label, "document", "pages", "headings", "snippet"):
         t.add_column(col, overflow="fold")
+    words = [w for w in query.split() if len(w) > 2]
     for i, h in enumerate(hits, 1):
         pages = "" if h.page_start is None else f"{h.page_start}" + (f"–{h.page_end}" if h.page_end != h.page_start else "")
-        snippet = " ".join(h.text.split())
-        t.add_row(str(i), f"{h.score:.3f}", h.path, pages, " > ".join(h.heading_path),
-                  snippet[:240] + ("…" if len(snippet) > 240 else ""))
+        snip = Text(h.snippet)
+        snip.highlight_words(words, "bold", case_sensitive=False)
+        t.add_row(str(i), shown(h), h.path, pages, " > ".join(h.heading_path), snip)
     out.print(t)

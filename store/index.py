@@ -24,6 +24,14 @@ def resolve_strategy(store: Store, strategy: str | None) -> str | None:
     return ids[0]
 
 
+def searchable_strategies(store: Store) -> list[tuple[str, str, int]]:
+    """(strategy_id, name, documents) of every strategy with chunks, the most documents first, then
+    the most recently written."""
+    return store.query(
+        "SELECT d.strategy_id, any_value(s.name), count(DISTINCT d.doc_id) FROM document_strategies d "
+        "JOIN strategies s USING (strategy_id) GROUP BY 1 ORDER BY 3 DESC, max(d.chunked_at) DESC, 1")
+
+
 _TABLE_ORDER = "WHERE ? IS NULL OR strategy_id = ? ORDER BY doc_id, strategy_id, seq"
 
 
