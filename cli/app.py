@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 import typer
 
 from chunkctl import __version__
-from chunkctl.cli import doctor, enrich, evaluate, ingest, inspect, load, search, tune
+from chunkctl.cli import doctor, enrich, evaluate, ingest, inspect, load, manage, search, tune
 from chunkctl.cli import llm as llm_cli
 from chunkctl.cli import qa as qa_cli
 from chunkctl.cli.options import (Llm, LlmBaseUrl, LlmCache, LlmConcurrency, LlmMaxTokens, LlmModel, LlmPrice,
@@ -24,7 +24,8 @@ app = typer.Typer(
 COMMANDS = {
     "ingest": ingest.ingest_cmd, "chunk": ingest.chunk_cmd, "chunkers": inspect.chunkers_cmd,
     "enrich": enrich.enrich_cmd, "enrichers": enrich.enrichers_cmd,
-    "stats": inspect.stats_cmd, "show": inspect.show_cmd, "export": inspect.export_cmd,
+    "stats": inspect.stats_cmd, "show": inspect.show_cmd, "ls": manage.ls_cmd, "rm": manage.rm_cmd,
+    "rejects": manage.rejects_cmd, "strategies": manage.strategies_cmd, "export": inspect.export_cmd,
     "load": load.load_cmd, "embed": search.embed_cmd, "search": search.search_cmd, "eval": evaluate.eval_cmd,
     "tune": tune.tune_cmd,
     "doctor": doctor.doctor_cmd,

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from chunkctl.cli.options import Db, Json, Wait
-from chunkctl.cli.render import USAGE, fail, open_store, out, print_json
+from chunkctl.cli.render import USAGE, err, fail, open_store, out, print_json
 
 
 def chunkers_cmd(json_out: Json = False) -> None:
@@ -56,45 +56,68 @@ def stats_cmd(db: Db = "chunkctl.duckdb", json_out: Json = False, wait: Wait = 0
 
 
 def show_cmd(
-    doc: Annotated[str, typer.Argument(help="Document id, path, or the end of a path (e.g. guide.md).")],
+    doc: Annotated[str, typer.Argument(help="Document id, path, the end of a path (guide.md) or a part of it.")],
     db: Db = "chunkctl.duckdb",
     strategy: Annotated[Optional[str], typer.Option(
         "--strategy", "-s", help="Strategy id or name (default: the first stored for this document).")] = None,
+    seq: Annotated[Optional[str], typer.Option(
+        "--seq", metavar="N|A-B", help="Only chunk N, or chunks A to B (their seq numbers).")] = None,
+    limit: Annotated[Optional[int], typer.Option(
+        "--limit", min=0, help="Show at most this many chunks (0: all). Default: 20, and all with --json.")] = None,
     json_out: Json = False,
     wait: Wait = 0.0,
 ) -> None:
-    """Show a document's chunks with their boundaries, offsets, pages and headings."""
-    import os
+    """Show a document's chunks with their boundaries, offsets, pages, headings and, with --json, the
+    enrichment (metadata, and the text embedded in place of the chunk's when it differs)."""
+    from chunkctl.cli.manage import match_documents
 
+    first, last = _seq_range(seq)
     with open_store(db, read_only=True, wait=wait) as store:
-        from chunkctl.store.catalog import chunk_rows, documents, strategies_of
+        from chunkctl.store.catalog import CHUNK_COLUMNS, chunk_rows, count_chunks, documents, strategies_of
 
-        rows = documents(store)
-        absolute = os.path.abspath(doc)
-        hits = [r for r in rows if doc in (r[0], r[1]) or r[1] == absolute]
-        hits = hits or [r for r in rows if r[1].endswith("/" + doc.lstrip("/"))]
+        hits = match_documents(documents(store), doc)
         if len(hits) != 1:
-            fail(f"{doc!r} matches {len(hits)} documents" + (": " + ", ".join(r[1] for r in hits[:5]) if hits else ""),
-                 USAGE)
+            fail(f"{doc!r} matches {len(hits)} documents" + (": " + ", ".join(p for _, p in hits[:5])
+                                                              + (", ..." if len(hits) > 5 else "") if hits
+                                                              else " (`chunkctl ls` lists them)"), USAGE)
         doc_id, path = hits[0]
         sids = strategies_of(store, doc_id, strategy)
         if not sids:
             fail(f"no chunks for {path}" + (f" with strategy {strategy}" if strategy else ""), USAGE)
-        chunks = chunk_rows(store, doc_id, sids[0])
+        total = count_chunks(store, doc_id, sids[0])
+        limit = limit if limit is not None else 0 if json_out else 20
+        if limit and (last is None or last - first + 1 > limit):
+            last = first + limit - 1
+        chunks = chunk_rows(store, doc_id, sids[0], first, last)
     if json_out:
-        keys = ["seq", "char_start", "char_end", "page_start", "page_end", "n_tokens", "heading_path", "text"]
-        print_json({"doc_id": doc_id, "path": path, "strategy_id": sids[0], "chunks": [dict(zip(keys, c)) for c in chunks]})
+        print_json({"doc_id": doc_id, "path": path, "strategy_id": sids[0], "total_chunks": total,
+                    "chunks": [{k: v for k, v in zip(CHUNK_COLUMNS, c) if k != "embed_text" or v is not None}
+                               for c in chunks]})
         return
     from rich.rule import Rule
     from rich.text import Text
 
-    out.print(f"{path}  ({doc_id})  strategy {sids[0]}  {len(chunks)} chunks"
+    out.print(f"{path}  ({doc_id})  strategy {sids[0]}  {total} chunks"
               + (f"; also stored: {', '.join(sids[1:])}" if len(sids) > 1 else ""), highlight=False)
-    for seq, s, e, ps, pe, n, heads, text in chunks:
+    for seq_no, s, e, ps, pe, n, heads, text, _, meta, embed_text in chunks:
         pages = "" if ps is None else f" · p.{ps}" + (f"–{pe}" if pe != ps else "")
         where = f" · {' > '.join(heads)}" if heads else ""
-        out.print(Rule(f"#{seq} [{s}:{e}] {n} tokens{pages}{where}", align="left", style="cyan"))
+        out.print(Rule(f"#{seq_no} [{s}:{e}] {n} tokens{pages}{where}", align="left", style="cyan"))
         out.print(Text(text))
+        if embed_text is not None and embed_text != text:
+            out.print(Text(f"embedded as: {embed_text}", style="dim"))
+    shown_to = chunks[-1][0] if chunks else first - 1
+    if shown_to < total - 1 and seq is None:
+        err.print(f"… {total - 1 - shown_to} more chunk(s): --limit 0 shows all, --seq N one", highlight=False)
+
+
+def _seq_range(seq: str | None) -> tuple[int, int | None]:
+    if seq is None:
+        return 0, None
+    a, _, b = seq.partition("-")
+    if not a.isdigit() or (b and not b.isdigit()):
+        fail(f"--seq takes N or A-B (chunk numbers), not {seq!r}", USAGE)
+    return int(a), int(b) if b else int(a)
 
 
 def export_cmd(
