@@ -242,42 +242,67 @@ def _skipped(result) -> None:
 
 def chunk_cmd(
     ctx: typer.Context,
-    file: Annotated[str, typer.Argument(help="A file, or - for standard input.")],
+    files: Annotated[list[str], typer.Argument(help="Files, or - for standard input.")],
     chunker: Chunkers = None,
     fmt: Annotated[Optional[str], typer.Option(
-        "--format", help="Parser for the input: text, markdown, html, docx, pdf. "
-                         "Default: from the file suffix; text for stdin.")] = None,
+        "--format", help="Parser for the input: text, markdown, html, docx, pdf. Default: from each file's suffix; "
+                         "for stdin, from its first bytes (%PDF, a DOCX zip, HTML tags, Markdown headings or "
+                         "fences, else text).")] = None,
+    enrich: Enrich = None,
+    embed_format: EmbedFormat = None,
+    embed_fields: EmbedFields = None,
     pdf_backend: PdfBackend = "pdfium",
     device: Device = "auto",
 ) -> None:
-    """Chunk one file (or stdin) and print JSONL, one object per chunk; nothing is stored (LLM
-    completions are cached only where --llm-cache names a file)."""
+    """Chunk files (or stdin) and print JSONL, one object per chunk, with any --enrich metadata and
+    the text that would be embedded; nothing is stored (LLM completions are cached only where
+    --llm-cache names a file). Exit code 3 when a file could not be chunked (the others are)."""
     from chunkctl.chunkers import ChunkContext, chunk_all
-    from chunkctl.parse import KINDS, load_document
+    from chunkctl.parse import KINDS, load_document, sniff_kind
     from chunkctl.types import RejectError
 
     chunkers = chunkers_from(chunker)
     device = device_from(device)  # where embedding chunkers (semantic, cluster, late) run
     if fmt is not None and fmt not in set(KINDS.values()):
         fail(f"--format must be one of {', '.join(sorted(set(KINDS.values())))}", USAGE)
-    if file != "-" and not Path(file).is_file():
-        fail(f"{file}: no such file", USAGE)
-    try:
-        data = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
-        doc = load_document(file, data, kind=fmt or ("text" if file == "-" else None), pdf_backend=pdf_backend)
-        context = ChunkContext(device=device, llm_settings=llm_settings_from(ctx, None, device))
-        results = chunk_all(doc, chunkers, context)
-    except RejectError as e:
-        err.print(f"rejected ({e.stage}): {e.reason}", highlight=False, markup=False)
-        raise typer.Exit(PARTIAL)
-    write = sys.stdout.write
-    for ch in chunkers:
-        for c in results[ch.strategy_id]:
-            write(json.dumps({
-                "doc": file, "strategy": ch.spec, "seq": c.seq, "char_start": c.char_start,
-                "char_end": c.char_end, "page_start": c.page_start, "page_end": c.page_end,
-                "heading_path": list(c.heading_path), "n_tokens": c.n_tokens, "text": c.text,
-                **({"metadata": c.metadata} if c.metadata else {}),
-            }, ensure_ascii=False) + "\n")
+    missing = [f for f in files if f != "-" and not Path(f).is_file()]
+    if missing:
+        fail(f"no such file: {', '.join(missing)}", USAGE)
+    if files.count("-") > 1:
+        fail("standard input (-) can be read once", USAGE)
+    enrichment = enrichment_from(enrich, embed_format, embed_fields, None)
+    context = ChunkContext(device=device, llm_settings=llm_settings_from(ctx, None, device))
+    write, failed = sys.stdout.write, 0
+    for file in files:
+        try:
+            data = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
+            doc = load_document(file, data, kind=fmt or (sniff_kind(data) if file == "-" else None),
+                                pdf_backend=pdf_backend)
+            results = chunk_all(doc, chunkers, context)
+            if enrichment is not None:
+                from chunkctl.enrich import enrich_chunks
+
+                for sid in results:
+                    res = enrich_chunks(doc, results[sid], enrichment, context)
+                    results[sid] = res.chunks
+                    for problem in res.problems:
+                        err.print(f"{file}: enrichment: {problem}", highlight=False, markup=False)
+                        failed += 1
+        except RejectError as e:
+            err.print(f"{file}: rejected ({e.stage}): {e.reason}", highlight=False, markup=False)
+            failed += 1
+            continue
+        finally:
+            context.forget()
+        for ch in chunkers:
+            for c in results[ch.strategy_id]:
+                write(json.dumps({
+                    "doc": file, "strategy": ch.spec, "seq": c.seq, "char_start": c.char_start,
+                    "char_end": c.char_end, "page_start": c.page_start, "page_end": c.page_end,
+                    "heading_path": list(c.heading_path), "n_tokens": c.n_tokens, "text": c.text,
+                    **({"metadata": c.metadata} if c.metadata else {}),
+                    **({"embed_text": c.embed_text} if c.embed_text is not None and c.embed_text != c.text else {}),
+                }, ensure_ascii=False) + "\n")
     if context.llm_stats is not None:
         err.print(f"LLM: {context.llm_stats.line()}", highlight=False)
+    raise typer.Exit(PARTIAL if failed else OK)

@@ -172,7 +172,10 @@ def document_title(doc: Document) -> str:
     short enough to be one, else its file name."""
     from pathlib import PurePath
 
+    import re
+
     for title in (doc.metadata.get("title"), doc.metadata.get("first_heading")):
-        if title and len(str(title).split()) <= TITLE_WORDS:
+        title = re.sub(r"^#{1,6}\s+|\s+#+\s*$", "", str(title or "").strip())  # stored before parse dropped "#"
+        if title and len(title.split()) <= TITLE_WORDS:
             return squash(title)
     return PurePath(doc.path).stem

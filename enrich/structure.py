@@ -15,7 +15,7 @@ class Structure(Enricher):
 
     name = "structure"
     fields = ("document", "section", "pages", "file")
-    version = 2  # 2: a paragraph taken for a heading is no title, and headings are cut to 16 words
+    version = 3  # 2: a paragraph taken for a heading is no title, and headings are cut to 16 words; 3: no "#"
 
     def enrich(self, doc, chunks, ctx) -> list[dict]:
         title, file = document_title(doc), PurePath(doc.path).name

@@ -26,7 +26,37 @@ MIME = {
     "unstructured": "application/octet-stream",
 }
 
-__all__ = ["KINDS", "MIME", "PDF_BACKENDS", "Parsed", "doc_id_for", "kind_of", "load_document", "parse_bytes", "readable"]
+__all__ = ["KINDS", "MIME", "PDF_BACKENDS", "Parsed", "doc_id_for", "kind_of", "load_document", "parse_bytes", "readable",
+           "sniff_kind"]
+
+
+def heading_words(source: str) -> str:
+    """A heading's words without its Markdown markup: ``## Setup ##`` and a setext underline are not
+    part of a title."""
+    import re
+
+    line = source.strip().split("\n", 1)[0]
+    return re.sub(r"^#{1,6}\s+|\s+#+\s*$", "", line).strip()
+
+
+def sniff_kind(data: bytes) -> str:
+    """The parser for bytes without a file name (standard input), from what they start with: PDF,
+    DOCX (a zip with word/document.xml), HTML, Markdown (an ATX heading, a fence or a setext
+    underline near the top), else text."""
+    import re
+
+    if data.startswith(b"%PDF-"):
+        return "pdf"
+    if data.startswith(b"PK\x03\x04") and b"word/" in data[:65536]:
+        return "docx"
+    head = data[:4096].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if head.startswith((b"<!doctype html", b"<html", b"<head", b"<body")) or (
+            head.startswith(b"<") and re.search(rb"<(p|div|h[1-6]|table|ul|article)[\s>]", head)):
+        return "html"
+    top = data[:65536].decode("utf-8", "replace")
+    if re.search(r"(?m)^(#{1,6} \S|```|~~~)", top) or re.search(r"(?m)^\S.*\n(=+|-+)[ \t]*$", top):
+        return "markdown"
+    return "text"
 
 
 def readable(path: str | PurePath) -> bool:
@@ -120,7 +150,7 @@ def load_document(path: str | PurePath, data: bytes, kind: str | None = None, pd
     meta["parser"] = meta.get("parser", kind)
     heading = next((e for e in parsed.elements if e.kind == "heading"), None)
     if heading is not None:  # the title enrichment falls back to it, also for a stored document
-        meta["first_heading"] = parsed.text[heading.start:heading.end].strip()
+        meta["first_heading"] = heading_words(parsed.text[heading.start:heading.end])
     if parsed.pages:
         meta["page_spans"] = [[p.number, p.start, p.end] for p in parsed.pages]
     if not parsed.text.strip():
