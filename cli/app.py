@@ -63,12 +63,16 @@ def _root(
 ) -> None:
     from pathlib import Path
 
-    from chunkctl.config import config_path, default_map, load_config
+    from chunkctl.config import check_config, config_path, default_map, load_config, option_keys
 
     path = Path(config) if config else config_path()
     try:
         settings = load_config(path)
-        ctx.default_map = default_map(settings, {**dict.fromkeys(COMMANDS), "llm": llm_cli.TREE, "qa": qa_cli.TREE})
+        keys = option_keys(ctx.command)
+        problems = check_config(settings, keys)
+        if problems:
+            raise ValueError("; ".join(problems))
+        ctx.default_map = default_map(settings, keys)
     except (OSError, ValueError) as e:
         from chunkctl.cli.render import USAGE, fail
         fail(f"config file {path}: {e}", USAGE)

@@ -12,7 +12,6 @@ from chunkctl.cli.render import (FAILURE, OK, PARTIAL, USAGE, err, fail, llm_set
 app = typer.Typer(help="The LLM backend: check it, and manage the completion cache.", no_args_is_help=True)
 cache_app = typer.Typer(help="The completion cache beside the store.", no_args_is_help=True)
 app.add_typer(cache_app, name="cache")
-TREE = {"check": None, "cache": {"stats": None, "clear": None}}  # for the config file's default_map
 
 
 @app.command("check")

@@ -13,7 +13,6 @@ from chunkctl.cli.render import (FAILURE, OK, PARTIAL, USAGE, embedder_from, err
                                  progress_display)
 
 app = typer.Typer(help="QA sets for `chunkctl eval`.", no_args_is_help=True)
-TREE = {"generate": None}
 
 
 @app.command("generate")
