@@ -41,7 +41,7 @@ def make_bad_folder(root: Path) -> dict[str, str]:
     (root / "utf16.txt").write_bytes("Zoë’s notes: 種 and 🌱 survive UTF-16.\n".encode("utf-16") * 30)
     return {
         "empty.txt": "empty file", "truncated.pdf": "corrupt or truncated PDF", "encrypted.pdf": "encrypted PDF",
-        "junk.txt": "binary content", "image.md": "binary content", "archive.xyz": "unsupported file type",
+        "junk.txt": "binary content", "image.md": "binary content",
         "not-really.docx": "not a readable DOCX", "pipe.txt": "not a regular file", "dangling.txt": "broken symlink",
         "loop-a.txt": "symlink loop", "loop-b.txt": "symlink loop", "up": "symlink loop",
     }
@@ -60,6 +60,7 @@ def test_bad_input_folder(tmp_path):
     for name, fragment in expected.items():
         assert fragment in by_name[name], (name, by_name[name])
     assert summary["rejected"] == len(expected)
+    assert [Path(p).name for p in summary["skipped_files"]] == ["archive.xyz"]  # a type nothing parses: listed
     docs = {Path(p).name for (p,) in store_rows(db, "SELECT path FROM documents")}
     assert docs == {"guide.md", "station.html", "handbook.docx", "report.pdf", "notes.txt",
                     "legacy-cp1252.txt", "utf16.txt"}
@@ -159,7 +160,7 @@ def test_streamed_file_failing_midway_leaves_no_partial_chunks_and_reruns(tmp_pa
         assert store.query("SELECT count(*) FROM document_strategies") == [(0,)]
         monkeypatch.setattr(pipeline, "chunk_all", real)
         res = pipeline.ingest(store, [src], options)
-        assert not res.rejects and res.updated == 1
+        assert not res.rejects and res.unchanged == 1 and sum(res.chunks.values()) > 0  # the same bytes, completed
         (text,), = store.query("SELECT text FROM documents")
         rows = store.query("SELECT seq, char_start, char_end, text FROM chunks ORDER BY seq")
         assert [r[0] for r in rows] == list(range(len(rows))) and all(text[s:e] == t for _, s, e, t in rows)

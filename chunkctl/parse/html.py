@@ -1,5 +1,11 @@
 """HTML with selectolax (Lexbor): block elements in document order become elements; tables
-become ``a | b`` rows with the header row first; scripts, styles and navigation are dropped."""
+become ``a | b`` rows with the header row first; scripts, styles and navigation are dropped.
+
+Headings are ``<h1>``–``<h6>`` and ``role="heading"``. A page with no ``<h*>`` at all (SEC filings,
+exported word-processor files) marks its headings by weight alone; there a short bold block is a
+heading: a ``<p>`` or ``<div>`` without block children, bold by its own style or with all of its text
+in bold elements, at most HEADING_WORDS words, not a sentence (no final . , ; or ?), not in
+parentheses. Level 1 when its font size is at least 14pt, else 2."""
 from __future__ import annotations
 
 import re
@@ -19,6 +25,9 @@ _BLOCK_TAGS = set(_HEADINGS) | set(_LEAF_BLOCKS) | {"table", "div", "section", "
 
 
 _WS = re.compile(r"\s+")
+HEADING_WORDS = 12
+_BOLD = re.compile(r"font-weight\s*:\s*(bold|bolder|[6-9]00)", re.I)
+_SIZE = re.compile(r"font-size\s*:\s*([\d.]+)\s*(pt|px)", re.I)
 _BR = "\x00"  # survives whitespace collapsing, then becomes a line break
 
 
@@ -53,6 +62,26 @@ def _has_block_child(node) -> bool:
     return any(child.tag in _BLOCK_TAGS for child in node.iter())
 
 
+def _bold_text(node) -> str:
+    """The text of ``node`` inside bold elements (all of it when ``node`` itself is bold)."""
+    if _BOLD.search(node.attributes.get("style") or ""):
+        return inline_text(node)
+    return " ".join(inline_text(b) for b in node.css("b, strong, [style*=font-weight]")
+                    if b.tag in ("b", "strong") or _BOLD.search(b.attributes.get("style") or ""))
+
+
+def bold_heading_level(node) -> int | None:
+    """The level of a block that is a heading by weight alone (see the module's rule), or None."""
+    text = inline_text(node)
+    if not text or "\n" in text or len(text.split()) > HEADING_WORDS or text[-1] in ".,;?" or text[0] == "(":
+        return None
+    if not any(c.isalpha() for c in text) or _WS.sub("", _bold_text(node)) != _WS.sub("", text):
+        return None
+    sizes = [m for n in (node, *node.css("[style*=font-size]")) for m in _SIZE.findall(n.attributes.get("style") or "")]
+    pt = max((float(v) * (0.75 if unit.lower() == "px" else 1) for v, unit in sizes), default=0.0)
+    return 1 if pt >= 14 else 2
+
+
 def _table_rows(table) -> list[list[str]]:
     return [[inline_text(cell) for cell in row.css("th, td")] for row in table.css("tr")]
 
@@ -62,6 +91,7 @@ def parse_html(data: bytes) -> Parsed:
 
     raw, decoded = decode(data)
     tree = LexborHTMLParser(raw)
+    by_weight = tree.css_first("h1, h2, h3, h4, h5, h6") is None  # no <h*>: headings by weight
     out = BlockBuilder()
     inline: list[str] = []
 
@@ -88,6 +118,14 @@ def parse_html(data: bytes) -> Parsed:
             elif tag in _HEADINGS:
                 flush()
                 out.heading(inline_text(child), _HEADINGS[tag])
+            elif child.attributes.get("role") == "heading" and not _has_block_child(child):
+                flush()
+                level = child.attributes.get("aria-level") or "2"
+                out.heading(inline_text(child), int(level) if level.isdigit() else 2)
+            elif by_weight and tag in ("p", "div") and not _has_block_child(child) and \
+                    (level := bold_heading_level(child)) is not None:
+                flush()
+                out.heading(inline_text(child), level)
             elif tag == "table":
                 flush()
                 body, header_len = table_text(_table_rows(child))

@@ -1,9 +1,11 @@
 """Fault cases: hostile and odd files, limits per input, the shape of chunks."""
 from __future__ import annotations
 
+import json
 import os
 import zipfile
 import zlib
+from pathlib import Path
 
 from faults.kit import GOOD, case, docs_with_good, ingest, offsets_hold, rejected, stored, stored_or_rejected
 
@@ -80,18 +82,22 @@ def _(tmp):
     return stored(ingest(d), 'odd\n"name".txt')
 
 
-@case("input", "unsupported extension", "reject: unsupported file type")
+@case("input", "unsupported extension", "skipped and listed, exit 0; --strict: reject")
 def _(tmp):
     d = docs_with_good(tmp)
     (d / "thing.xyz").write_text("x")
-    return rejected(ingest(d), "thing.xyz", "unsupported")
+    lenient = ingest(d, "--json")
+    listed = json.loads(lenient.out or "{}").get("skipped_files", [])
+    held_lenient = lenient.code == 0 and [Path(p).name for p in listed] == ["thing.xyz"] and lenient.stored("good.txt")
+    held, seen = rejected(ingest(d, "--strict"), "thing.xyz", "unsupported")
+    return held and held_lenient, f"without --strict: exit {lenient.code}, skipped {listed}; --strict: {seen}"
 
 
-@case("input", "no extension", "reject: unsupported file type")
+@case("input", "no extension", "skipped and listed (--strict: reject)")
 def _(tmp):
     d = docs_with_good(tmp)
     (d / "README").write_text("x")
-    return rejected(ingest(d), "README", "unsupported")
+    return rejected(ingest(d, "--strict"), "README", "unsupported")
 
 
 def _pdf(objects: list[bytes]) -> bytes:
