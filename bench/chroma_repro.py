@@ -49,8 +49,8 @@ def main() -> None:
 
     from chunkctl.chunkers import parse_spec
     from chunkctl.embed import get_embedder
-    from chunkctl.evaluate.qa import load_qa
-    from chunkctl.evaluate.run import EvalOptions, evaluate
+    from chunkctl.evaluation.qa import load_qa
+    from chunkctl.evaluation.run import EvalOptions, evaluate
     from chunkctl.retrieval import PLAIN, Retrieval
     from chunkctl.store import Store
 

@@ -52,9 +52,9 @@ def main() -> None:
     from chunkctl.chunkers import parse_spec
     from chunkctl.embed import get_embedder
     from chunkctl.enrich import Enrichment, parse_enricher
-    from chunkctl.evaluate import metrics as M
-    from chunkctl.evaluate.qa import load_qa
-    from chunkctl.evaluate.run import EvalOptions, evaluate
+    from chunkctl.evaluation import metrics as M
+    from chunkctl.evaluation.qa import load_qa
+    from chunkctl.evaluation.run import EvalOptions, evaluate
     from chunkctl.retrieval import PLAIN, Retrieval
     from chunkctl.llm import LLMSettings
     from chunkctl.store import Store

@@ -31,9 +31,9 @@ def main() -> None:
 
     from chunkctl.chunkers import DEFAULT_SPEC, parse_spec
     from chunkctl.embed import get_embedder
-    from chunkctl.evaluate import metrics as M
-    from chunkctl.evaluate.qa import load_qa
-    from chunkctl.evaluate.run import corpus_documents, place_questions
+    from chunkctl.evaluation import metrics as M
+    from chunkctl.evaluation.qa import load_qa
+    from chunkctl.evaluation.run import corpus_documents, place_questions
     from chunkctl.pipeline import IngestOptions, ingest
     from chunkctl.retrieval import PLAIN, Retrieval
     from chunkctl.store import Store
@@ -126,7 +126,7 @@ def main() -> None:
             t0 = time.perf_counter()
             plain = measure(store, parse_spec(DEFAULT_SPEC), sub, questions[:args.rerank], qvecs[:args.rerank],
                             [Retrieval()], 5, docs, emb)[0]
-            from chunkctl.evaluate.run import result_spans, score_strategy
+            from chunkctl.evaluation.run import result_spans, score_strategy
             from chunkctl.retrieval import ChunkTable, rank
 
             table = ChunkTable(store, parse_spec(DEFAULT_SPEC).strategy_id)

@@ -19,8 +19,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from chunkctl.chunkers import DEFAULT_SPEC
-from chunkctl.evaluate import metrics as M
-from chunkctl.evaluate.run import corpus_documents, place_questions, result_spans, score_strategy
+from chunkctl.evaluation import metrics as M
+from chunkctl.evaluation.run import corpus_documents, place_questions, result_spans, score_strategy
 from chunkctl.retrieval import PLAIN, ChunkTable, Retrieval, candidates, finish
 
 # The default search space: chunk sizes around the embedder's window, three ways to split, and the

@@ -56,7 +56,7 @@ class Adaptive(Chunker):
         return out
 
     def split(self, doc: Document, ctx: ChunkContext):
-        from chunkctl.evaluate.intrinsic import document_scores, element_starts, paragraph_starts
+        from chunkctl.evaluation.intrinsic import document_scores, element_starts, paragraph_starts
 
         text = doc.text
         points = element_starts(doc.elements, len(text)) if doc.elements else paragraph_starts(text)

@@ -182,7 +182,7 @@ class MoM(Chunker):
     def _scores(self, text, bounds, b: int, candidates, llm) -> tuple[list[float], list[float]]:
         """Clarity and completeness of each candidate memory (NaN where the model gave no answer)."""
         from chunkctl.llm import LLMError, Request
-        from chunkctl.evaluate.chunkscore import mean_nll
+        from chunkctl.evaluation.chunkscore import mean_nll
 
         reqs, plan = [], []
         for starts in candidates:

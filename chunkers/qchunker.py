@@ -240,7 +240,7 @@ class QChunker(Chunker):
 
     def _best(self, text, idx, bounds, a, b, candidates, ctx):
         """The candidate whose chunks (as they will be: size-capped) have the highest ChunkScore."""
-        from chunkctl.evaluate.chunkscore import chunk_score
+        from chunkctl.evaluation.chunkscore import chunk_score
         from chunkctl.llm import LLMError
 
         embedder = ctx.embedder(self.embedder)

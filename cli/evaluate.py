@@ -78,9 +78,9 @@ def eval_cmd(
 
     Exit code 0, 2 on a usage error, 4 when a --fail-under gate fails.
     """
-    from chunkctl.evaluate.qa import FORMATS, load_qa
-    from chunkctl.evaluate.report import failed_gates, markdown, parse_gate, save_parquet, write_json
-    from chunkctl.evaluate.run import K_MIN, LOCATES, EvalOptions, evaluate
+    from chunkctl.evaluation.qa import FORMATS, load_qa
+    from chunkctl.evaluation.report import failed_gates, markdown, parse_gate, save_parquet, write_json
+    from chunkctl.evaluation.run import K_MIN, LOCATES, EvalOptions, evaluate
 
     if db is None:
         db = EVAL_DB if corpus is not None else os.environ.get("CHUNKCTL_DB") or "chunkctl.duckdb"
@@ -145,7 +145,7 @@ def eval_cmd(
     if markdown_file:
         Path(markdown_file).write_text(markdown(report), encoding="utf-8")
     if html_file:
-        from chunkctl.evaluate.html import render
+        from chunkctl.evaluation.html import render
 
         Path(html_file).write_text(render(report, f"chunkctl eval · {qa.name}"), encoding="utf-8")
     if save:
@@ -168,7 +168,7 @@ def eval_cmd(
 def _table(report) -> None:
     from rich.table import Table
 
-    from chunkctl.evaluate.report import SHOWN
+    from chunkctl.evaluation.report import SHOWN
 
     model = f", {report.model_id}" if report.model_id and report.retrieval.dense else ""
     first = report.rows()[0] if report.rows() else {}

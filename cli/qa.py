@@ -36,7 +36,7 @@ def generate_cmd(
 
     Exit code 0, 1 when no question survived, 3 when some files could not be read.
     """
-    from chunkctl.evaluate.generate import GenerateOptions, generate_qa
+    from chunkctl.evaluation.generate import GenerateOptions, generate_qa
     from chunkctl.llm import LLMError, open_llm
     from chunkctl.parse import load_document
     from chunkctl.types import Reject, RejectError

@@ -54,7 +54,7 @@ def tune_cmd(
     (mode, fusion, weights, expansion, cut-off), and plain dense and BM25 top-k.
 
     Exit code 0, 1 when no configuration fits the budget, 2 on a usage error."""
-    from chunkctl.evaluate.qa import load_qa
+    from chunkctl.evaluation.qa import load_qa
     from chunkctl.tune import CHUNKERS, METRICS, TuneOptions, config_values, tune, write_config
 
     if metric not in METRICS or then not in (*METRICS, "none"):

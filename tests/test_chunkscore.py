@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from chunkctl.evaluate.chunkscore import chunk_score, logical_independence, semantic_dispersion
+from chunkctl.evaluation.chunkscore import chunk_score, logical_independence, semantic_dispersion
 from chunkctl.llm import LLM, Completion, TokenLogprob
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from chunkctl.evaluate import metrics as M
-from chunkctl.evaluate.qa import Reference, load_qa, place
-from chunkctl.evaluate.run import EvalOptions, evaluate
+from chunkctl.evaluation import metrics as M
+from chunkctl.evaluation.qa import Reference, load_qa, place
+from chunkctl.evaluation.run import EvalOptions, evaluate
 from chunkctl.retrieval import Retrieval
 from conftest import SAMPLE_DOCS
 
@@ -195,7 +195,7 @@ def test_html_report_draws_in_a_real_browser(cli, tmp_path):
 
     from PIL import Image
 
-    from chunkctl.evaluate.html import COLOURS
+    from chunkctl.evaluation.html import COLOURS
 
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     assert browser, "Debian's chromium is needed for this test: `make test` installs it (apt-get install chromium)"
@@ -263,7 +263,7 @@ def test_qa_generate_keeps_only_verbatim_supported_distinct_questions(cli, tmp_p
 
 
 def test_find_excerpt_tolerates_reflowed_white_space():
-    from chunkctl.evaluate.generate import find_excerpt
+    from chunkctl.evaluation.generate import find_excerpt
 
     text = "one two\nthree four. one two three"
     assert find_excerpt(text, "one two three", near=30) == (20, 33)
@@ -273,7 +273,7 @@ def test_find_excerpt_tolerates_reflowed_white_space():
 
 # -- intrinsic metrics (Adaptive Chunking) ----------------------------------------------------------
 def test_size_compliance_and_block_integrity():
-    from chunkctl.evaluate.intrinsic import block_integrity, size_compliance
+    from chunkctl.evaluation.intrinsic import block_integrity, size_compliance
 
     assert size_compliance([50, 100, 1100, 1101]) == 0.5 and size_compliance([]) is None
     blocks = [(0, 100), (100, 200), (200, 300)]
@@ -285,7 +285,7 @@ def test_size_compliance_and_block_integrity():
 
 def test_cohesion_and_coherence_arithmetic():
     """A fake embedder (an arithmetic test): texts made of 'a' point one way, of 'b' another."""
-    from chunkctl.evaluate.intrinsic import contextual_coherence, intrachunk_cohesion
+    from chunkctl.evaluation.intrinsic import contextual_coherence, intrachunk_cohesion
 
     def embed(texts):
         v = np.array([[t.count("a"), t.count("b")] for t in texts], dtype=float)

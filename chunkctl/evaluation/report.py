@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from chunkctl.evaluate.run import EvalReport
+from chunkctl.evaluation.run import EvalReport
 
 METRICS = ("recall", "precision", "iou", "precision_omega", "hit", "mrr", "ndcg", "coverage")
 SHOWN = (("recall", "recall"), ("precision", "prec"), ("iou", "IoU"), ("precision_omega", "PΩ"),

@@ -8,8 +8,8 @@ from collections import defaultdict
 
 import numpy as np
 
-from chunkctl.evaluate.report import SHOWN
-from chunkctl.evaluate.run import EvalReport
+from chunkctl.evaluation.report import SHOWN
+from chunkctl.evaluation.run import EvalReport
 
 COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 W, H, PAD = 440, 260, 50

@@ -16,8 +16,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from chunkctl.evaluate import metrics as M
-from chunkctl.evaluate.qa import QASet, Question, place
+from chunkctl.evaluation import metrics as M
+from chunkctl.evaluation.qa import QASet, Question, place
 from chunkctl.retrieval import ChunkTable, Retrieval, rank
 
 K_MIN = "min"  # k = the number of chunks that touch the question's references (capped at 20)
@@ -152,7 +152,7 @@ def result_spans(results, table: ChunkTable, located: Sequence[M.Span]) -> list[
 
 def _chunkscores(chunks, opts: EvalOptions) -> dict[str, float]:
     """Mean over documents of ChunkScore and its parts; LI is MoC's boundary clarity."""
-    from chunkctl.evaluate.chunkscore import chunk_score
+    from chunkctl.evaluation.chunkscore import chunk_score
 
     if opts.embedder is None:
         raise ValueError("--chunkscore needs an embedding model (semantic dispersion compares vectors)")
@@ -278,7 +278,7 @@ def _evaluate(store, qa: QASet, opts: EvalOptions, corpus, exclude, chunkers, st
             cstats.update({"llm_calls": st.calls, "llm_tokens": st.tokens,
                            "llm_fallbacks": sum(st.fallbacks.values())})
         if opts.intrinsic:
-            from chunkctl.evaluate.intrinsic import intrinsic_scores
+            from chunkctl.evaluation.intrinsic import intrinsic_scores
 
             if opts.embedder is None:
                 raise ValueError("--intrinsic needs an embedding model (ICC and DCC compare vectors)")
