@@ -25,7 +25,7 @@ from typing import Any, Callable, Sequence
 
 import duckdb
 
-from chunkctl import progress
+from chunkctl import progress, stop
 from chunkctl.chunkers import Chunker, ChunkContext, chunk_all
 from chunkctl.parse import doc_id_for, kind_of, readable
 from chunkctl.store import Store
@@ -200,6 +200,10 @@ class _Run:
             self.store.con.execute("ROLLBACK")  # a transaction the interrupt left open, if any
         except duckdb.Error:
             pass
+        try:  # closing would checkpoint the log (seconds after a big batch); the next open replays it
+            self.store.con.execute("PRAGMA disable_checkpoint_on_shutdown")
+        except duckdb.Error:
+            pass
         try:
             self.ensure_started()
             self.store.finish_run(res.run_id, res.as_dict())
@@ -266,9 +270,11 @@ def ingest(store: Store, paths: Sequence[str | Path], options: IngestOptions, co
             if isinstance(status, _Plan):
                 return status
         except RejectError as err:
+            stop.check()  # Ctrl-C may surface as a library's own error, made a reject on the way
             run.reject(Reject(str(item.path), err.stage, err.reason))
             status = "rejected"
         except (duckdb.Error, OSError) as err:
+            stop.check()
             why = store_failure(err)
             if why:
                 raise StoreError(why) from err
@@ -276,11 +282,13 @@ def ingest(store: Store, paths: Sequence[str | Path], options: IngestOptions, co
             run.reject(Reject(str(item.path), where, f"{type(err).__name__}: {err}"))
             status = "rejected"
         except Exception as err:  # a bug or an exotic input: this file only, said plainly
+            stop.check()
             run.reject(Reject(str(item.path), "internal", f"{type(err).__name__}: {err}"[:1000]))
             status = "rejected"
         finally:
             ctx.forget()
         report(str(item.path), status)
+        stop.check()
         store.let_readers_in()  # between documents: commands waiting with --wait read now
         return None
 
@@ -310,7 +318,7 @@ def ingest(store: Store, paths: Sequence[str | Path], options: IngestOptions, co
             if options.prune:
                 _prune(store, run, paths, seen_ids, report)
             return run.finish(stage, ctx, t0)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, duckdb.InterruptException):
         raise Interrupted(run.interrupt(stage, ctx, t0)) from None
 
 
@@ -408,7 +416,9 @@ def _plan_file(store: Store, run: _Run, item: Found, options: IngestOptions, ctx
     if streamed:
         _ingest_streamed(store, run, path, doc_id, sha, todo, ctx, keep_others=same, enrichment=enrichment,
                          enrich_id=enrich_id)
-        return _finish_file(store, run, plan, options, ctx)
+        status = _count(run, plan, options)
+        _enrich_stale(store, run, plan, options, ctx)
+        return status
     plan.job = pool.submit(str(path), data, pdf_backend=options.pdf_backend, sha256=sha)
     return plan
 
@@ -428,7 +438,7 @@ def _store_parsed(store: Store, run: _Run, plan: _Plan, options: IngestOptions, 
         for sid in chunks:
             chunks[sid], complete[sid] = run.enrich(doc, chunks[sid], options.enrichment, ctx)
     run.ensure_started()
-    with store.transaction():
+    with stop.shield(), store.transaction():  # committed and counted, or neither: Ctrl-C waits for the commit
         if not same:
             store.put_document(plan.doc_id, doc.path, plan.sha, doc.mime, doc.text, doc.metadata)
             store.drop_document_chunks(plan.doc_id)
@@ -440,11 +450,15 @@ def _store_parsed(store: Store, run: _Run, plan: _Plan, options: IngestOptions, 
             put_chunk_vectors(store, chunks[ch.strategy_id])
             store.mark_done(plan.doc_id, ch.strategy_id, plan.sha, len(chunks[ch.strategy_id]),
                             plan.enrich_id if complete[ch.strategy_id] else None)
-    for sid, cs in chunks.items():
-        run.result.chunks[sid] += len(cs)
-        if stage is not None:
+        status = _count(run, plan, options)
+        for sid, cs in chunks.items():
+            run.result.chunks[sid] += len(cs)
+    stop.check()
+    if stage is not None:
+        for cs in chunks.values():
             stage.add(cs, doc.text, ctx)
-    return _finish_file(store, run, plan, options, ctx)
+    _enrich_stale(store, run, plan, options, ctx)
+    return status
 
 
 def chunk_in_blocks(doc: Document, chunkers: Sequence[Chunker], ctx: ChunkContext,
@@ -478,10 +492,15 @@ def chunk_in_blocks(doc: Document, chunkers: Sequence[Chunker], ctx: ChunkContex
     return out
 
 
-def _finish_file(store: Store, run: _Run, plan: _Plan, options: IngestOptions, ctx: ChunkContext) -> str:
+def _enrich_stale(store: Store, run: _Run, plan: _Plan, options: IngestOptions, ctx: ChunkContext) -> None:
+    """The document's other stored strategies, enriched again when another enrichment was asked."""
     if plan.stale:
         _enrich_stored(store, run, plan.doc_id, [ch.strategy_id for ch in plan.stale], options.enrichment,
                        plan.enrich_id, ctx)
+
+
+def _count(run: _Run, plan: _Plan, options: IngestOptions) -> str:
+    """Count a stored file as new, updated or unchanged (new strategies only); its status."""
     if plan.stored_sha is None:
         run.result.new += 1
         return "new"

@@ -91,7 +91,8 @@ def _root(
 def main() -> None:
     """The console entry point: no traceback reaches a user. A store or disk failure is one line
     and exit 1 (what was committed stays; a re-run resumes); so is a bug, with CHUNKCTL_DEBUG=1 to
-    see its traceback."""
+    see its traceback. Ctrl-C is exit 130, also when it surfaced as another exception type (DuckDB
+    raises its own InterruptException for a query it stopped)."""
     import os
     import signal
     import sys
@@ -100,11 +101,12 @@ def main() -> None:
     try:
         app()
     except KeyboardInterrupt:  # a command that has nothing of its own to say
-        from chunkctl.cli.render import exit_now
-
-        sys.stderr.write("Interrupted: what was committed is kept; re-run to resume.\n")
-        exit_now(130)
+        _interrupted()
     except Exception as e:  # Typer has handled usage errors and Exit by now
+        from chunkctl import stop
+
+        if stop.requested():
+            _interrupted()
         if os.environ.get("CHUNKCTL_DEBUG"):
             raise
         from chunkctl.store.db import StoreError, store_failure
@@ -118,6 +120,15 @@ def main() -> None:
         sys.exit(1)
 
 
+def _interrupted() -> None:
+    import sys
+
+    from chunkctl.cli.render import exit_now
+
+    sys.stderr.write("Interrupted: what was committed is kept; re-run to resume.\n")
+    exit_now(130)
+
+
 STOP_WITHIN_S = 3.0  # after Ctrl-C, the longest the process takes to end
 
 
@@ -128,15 +139,22 @@ def _on_interrupt(signum, frame) -> None:
     import os
     import threading
 
-    if getattr(_on_interrupt, "armed", False):
+    from chunkctl import stop
+
+    if stop.requested():
         os._exit(130)
-    _on_interrupt.armed = True
+    stop.request()
 
     def late() -> None:
         os.write(2, b"Interrupted: stopped without waiting for the current step; what was committed is kept.\n")
+        if os.environ.get("CHUNKCTL_DEBUG"):  # where it was stuck
+            import faulthandler
+
+            faulthandler.dump_traceback(all_threads=True)
         os._exit(130)
 
     timer = threading.Timer(STOP_WITHIN_S, late)
     timer.daemon = True
     timer.start()
-    raise KeyboardInterrupt
+    if not stop.shielded():  # else the block raises it when it ends (chunkctl.stop.shield)
+        raise KeyboardInterrupt

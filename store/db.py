@@ -223,7 +223,10 @@ class Store:
         try:
             yield
         except BaseException:
-            self.con.execute("ROLLBACK")
+            try:
+                self.con.execute("ROLLBACK")
+            except duckdb.Error:
+                pass  # already rolled back (an interrupted query aborts it); the first error is the news
             raise
         self.con.execute("COMMIT")
 
