@@ -65,12 +65,12 @@ def search_cmd(
             hits = search(store, query, k, retrieval, chosen, embedder, reranker)
         except ValueError as e:
             fail(str(e), USAGE)
-    if json_out:
-        print_json([h.__dict__ for h in hits])
-        return
     if others and strategy is None:
         err.print(f"searching strategy {chosen}; also stored: {', '.join(others)} (--strategy to choose)",
                   highlight=False)
+    if json_out:
+        print_json([h.__dict__ for h in hits])
+        return
     if not hits:
         err.print("no results")
         return

@@ -171,8 +171,9 @@ def test_ingest_embeds_every_chunk_once_and_a_rerun_embeds_nothing(cli, sample_c
     first = _ingest_embedded(cli, db, sample_copy, "recursive:size=96", "sentence:size=96")
     n_chunks = store_rows(db, "SELECT count(*) FROM chunks")[0][0]
     assert first["embedding"]["chunks"] == n_chunks and first["embedding"]["model_id"] == onnx.model_id
-    # the two strategies share many chunk texts: those are embedded once
-    assert 0 < first["embedding"]["embedded"] < n_chunks
+    # the two strategies share many chunk texts: those are embedded once, and the counts add up
+    e = first["embedding"]
+    assert 0 < e["embedded"] < n_chunks and e["chunks"] == e["embedded"] + e["cached"]
     assert store_rows(db, VECTORS_PER_CHUNK, [onnx.model_id]) == [(0,)]
     assert store_rows(db, "SELECT count(*) FROM embedding_cache") == [(0,)]  # each vector is stored once
     again = _ingest_embedded(cli, db, sample_copy, "recursive:size=96", "sentence:size=96")
@@ -293,3 +294,38 @@ def test_search_cutoff_sage_returns_a_prefix_of_the_ranking(cli, tmp_path):
     full = [h["chunk_id"] for h in json.loads(cli(*args)[1])]
     sage = [h["chunk_id"] for h in json.loads(cli(*args, "--cutoff", "sage")[1])]
     assert 1 <= len(sage) <= len(full) and sage == full[:len(sage)]
+
+
+def test_search_reads_one_strategy_and_shows_the_matching_part(cli, sample_copy, tmp_path):
+    db = tmp_path / "s.duckdb"
+    code, _, err = cli("ingest", sample_copy, "--db", db, "-c", "recursive:size=96", "-c", "recursive:size=256",
+                       "--embed", "minilm-onnx", "-q")
+    assert code == 0, err
+    query = "How long do returned seed packets stay in quarantine?"
+    code, out, err = cli("search", query, "--db", db, "--embed", "minilm-onnx", "--json")
+    hits = json.loads(out)
+    assert code == 0 and hits and {h["strategy_id"] for h in hits} == {"recursive-59e39d99"}  # the default only
+    assert "also stored: recursive-7872d8cb" in err
+    assert hits[0]["relevance"] == 1.0 and "quarantine" in hits[0]["snippet"].lower()
+    spans = [(h["path"], h["char_start"], h["char_end"]) for h in hits]
+    assert len(spans) == len(set(spans))
+    code, out, _ = cli("search", query, "--db", db, "--embed", "minilm-onnx", "--json", "-s", "recursive-7872d8cb")
+    assert {h["strategy_id"] for h in json.loads(out)} == {"recursive-7872d8cb"}
+    code, out, _ = cli("search", query, "--db", db, "--embed", "minilm-onnx")
+    assert code == 0 and "match" in out and "100%" in out and "quarantine" in out  # a labelled, readable score
+    code, out, _ = cli("search", "quarantine tray", "--db", db, "--mode", "bm25")
+    assert code == 0 and "BM25" in out
+    long = [h for h in json.loads(cli("search", "storage vault humidity", "--db", db, "--embed", "minilm-onnx",
+                                      "--json", "-s", "recursive-7872d8cb")[1]) if len(h["text"]) > 300]
+    assert long and all(len(h["snippet"]) <= 242 for h in long)
+    assert any(w in long[0]["snippet"].lower() for w in ("storage", "vault", "humidity"))
+
+
+def test_search_usage_errors(cli, tmp_path):
+    code, _, err = cli("search", "  ", "--db", tmp_path / "none.duckdb")
+    assert code == 2 and "the query is empty" in err
+    from chunkctl.store import Store
+
+    Store(tmp_path / "empty.duckdb").close()
+    code, _, err = cli("search", "seeds", "--db", tmp_path / "empty.duckdb")
+    assert code == 2 and "no chunks yet" in err and "chunkctl ingest" in err and "embed" not in err

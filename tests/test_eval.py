@@ -151,6 +151,10 @@ def test_eval_on_sample_docs(cli, tmp_path):
     res = json.loads((tmp_path / "r.json").read_text())
     assert res["questions"] == 22 and not res["problems"] and len(res["results"]) == 6
     row = next(r for r in res["results"] if r["strategy"] == "recursive:size=128" and r["k"] == 3)
+    assert {r["k"] for r in res["results"]} == {1, 3, "min"}  # numbers, and "min"
+    per_q = [q for q in res["per_question"] if q["strategy"] == "structure"]
+    assert len(per_q) == 22 and set(per_q[0]["metrics"]) == {"1", "3", "min"}
+    assert {"question", "document", "returned"} <= set(per_q[0]) and per_q[0]["returned"][0]["char_end"] > 0
     assert 0.5 < row["recall"] <= 1 and row["chunks"] > 0 and 0 < row["precision_omega"] <= 1
     assert {p["metric"] for p in res["paired"]} == {"recall", "iou", "precision"}
     assert "| structure | 3 |" in (tmp_path / "r.md").read_text()
@@ -206,9 +210,49 @@ def test_html_report_draws_in_a_real_browser(cli, tmp_path):
     assert code == 0, err
     page = report.read_text()
     assert page.count('<svg class="plot"') == 4 and "<script" not in page and "http" not in page.split("<svg")[0]
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
+    dom = subprocess.run([browser, *flags, "--dump-dom", report.as_uri()], check=True, capture_output=True,
+                         text=True, timeout=120).stdout
+    # the DOM as the browser built it: every plot has both axis titles and five y ticks, the misses table is there
+    from html.parser import HTMLParser
+
+    class SvgText(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.plots, self.cls, self.rows = [], None, 0
+
+        def handle_starttag(self, tag, attrs):
+            a = dict(attrs)
+            if tag == "svg":
+                self.plots.append({"axis-title": [], "tick": []})
+            elif tag == "text" and self.plots:
+                self.cls = a.get("class")
+            elif tag == "tr" and self.in_misses:
+                self.rows += 1
+            if tag == "table":
+                self.in_misses = a.get("class") == "misses"
+
+        in_misses = False
+
+        def handle_data(self, data):
+            if self.cls in ("axis-title", "tick"):
+                self.plots[-1][self.cls].append(data.strip())
+                self.cls = None
+
+    seen = SvgText()
+    seen.feed(dom)
+    assert len(seen.plots) == 4
+    titles = [p["axis-title"] for p in seen.plots]
+    assert titles[0] == ["k (results per question)", "recall ×100"] and titles[1] == ["k (results per question)",
+                                                                                        "IoU ×100"]
+    assert titles[2] == ["tokens per chunk (bin edges)", "share of chunks"] and titles[3][0] == "document"
+    for p in seen.plots:
+        assert len(p["tick"]) >= 5 and p["tick"][0] == "0" + ("%" if "share of chunks" in p["axis-title"] else "")
+    assert seen.plots[0]["tick"][-2:] == ["1", "3"]  # the k values label the x axis
+    assert len(seen.plots[2]["tick"]) == 5 + 6  # 21 bin edges, every fourth labelled
+    assert 'id="misses"' in dom and seen.rows >= 2  # a header row and at least one missed question
     shot = tmp_path / "shot.png"
-    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                    f"--screenshot={shot}", "--window-size=1400,1800", report.as_uri()],
+    subprocess.run([browser, *flags, f"--screenshot={shot}", "--window-size=1400,2400", report.as_uri()],
                    check=True, capture_output=True, timeout=120)
     img = Image.open(shot).convert("RGB")
     pixels = np.asarray(img).reshape(-1, 3).astype(int)

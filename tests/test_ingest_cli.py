@@ -163,6 +163,58 @@ def test_chunk_reads_stdin_and_files_and_prints_jsonl(cli):
     assert code == 3 and "not a PDF" in err
 
 
+def test_chunk_sniffs_stdin_takes_several_files_and_shows_enrichment(cli, tmp_path):
+    pdf = (SAMPLE_DOCS / "report.pdf").read_bytes()
+    code, out, _ = cli("chunk", "-", input=pdf)  # `cat report.pdf | chunkctl chunk -`
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and {r["page_start"] for r in rows} == {1, 2, 3}
+    md = (SAMPLE_DOCS / "guide.md").read_text()
+    code, out, _ = cli("chunk", "-", input=md)  # piped Markdown keeps its headings
+    assert code == 0 and any(json.loads(line)["heading_path"][-1:] == ["Storage conditions"]
+                             for line in out.splitlines())
+    html = (SAMPLE_DOCS / "station.html").read_text()
+    code, out, _ = cli("chunk", "-", input=html)
+    assert code == 0 and "<" not in json.loads(out.splitlines()[0])["text"]
+    bad = tmp_path / "bad.pdf"
+    bad.write_bytes(b"%PDF-1.4 broken")
+    code, out, err = cli("chunk", SAMPLE_DOCS / "guide.md", bad, SAMPLE_DOCS / "notes.txt", "--enrich", "structure")
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert code == 3 and "bad.pdf: rejected (parse)" in err  # the others are printed
+    assert {r["doc"].rsplit("/", 1)[-1] for r in rows} == {"guide.md", "notes.txt"}
+    guide = next(r for r in rows if r["doc"].endswith("guide.md"))
+    assert guide["metadata"]["structure"]["file"] == "guide.md"
+    assert guide["embed_text"].startswith("Document: Larkspur") and guide["embed_text"].endswith(guide["text"])
+    assert cli("chunk", SAMPLE_DOCS / "guide.md", tmp_path / "missing.md")[0] == 2
+
+
+def test_unknown_file_types_are_skipped_and_listed(cli, tmp_path):
+    code, out, _ = cli("ingest", SAMPLE_DOCS, "--db", tmp_path / "s.duckdb", "--no-embed", "--json")
+    res = json.loads(out)  # the repo's own sample_docs holds qa.jsonl: not a failure
+    assert code == 0 and [p.rsplit("/", 1)[-1] for p in res["skipped_files"]] == ["qa.jsonl"]
+    assert res["seen"] == res["new"] + res["updated"] + res["unchanged"] + res["skipped"] + res["rejected"] == 6
+    code, out, _ = cli("ingest", SAMPLE_DOCS, "--db", tmp_path / "s.duckdb", "--no-embed")
+    assert code == 0 and "skipped 1 file(s) of types chunkctl does not read (.jsonl 1): qa.jsonl" in out
+    code, out, _ = cli("ingest", SAMPLE_DOCS, "--db", tmp_path / "t.duckdb", "--no-embed", "--strict", "--json")
+    res = json.loads(out)
+    assert code == 3 and res["skipped"] == 0 and [r["path"].rsplit("/", 1)[-1] for r in res["rejects"]] == ["qa.jsonl"]
+
+
+def test_config_typos_are_usage_errors_and_keys_are_option_names(cli, sample_copy):
+    Path("chunkctl.toml").write_text('chunkr = "fixed"\n')
+    code, _, err = cli("stats")
+    assert code == 2 and "unknown key 'chunkr' (did you mean 'chunker'?)" in err
+    Path("chunkctl.toml").write_text('[ingst]\nchunker = ["fixed"]\n')
+    code, _, err = cli("stats")
+    assert code == 2 and "unknown table [ingst] (did you mean [ingest]?)" in err
+    Path("chunkctl.toml").write_text('[ingest]\nembed = "no-such-model"\n')  # --embed's key is embed
+    code, _, err = cli("ingest", sample_copy)
+    assert code == 2 and "unknown embedding model 'no-such-model'" in err
+    Path("chunkctl.toml").write_text('[ingest]\nno_embed = true\nchunker = ["fixed:size=64"]\n[llm.cache]\njson = true\n')
+    code, out, err = cli("ingest", sample_copy, "--json")
+    assert code == 0 and "embedding" not in json.loads(out), err
+    assert list(json.loads(out)["chunks_written"]) == [parse_spec("fixed:size=64").strategy_id]
+
+
 def test_config_precedence_flag_over_env_over_file(cli, sample_copy, tmp_path):
     Path("chunkctl.toml").write_text('db = "from-file.duckdb"\n[ingest]\nchunker = ["fixed:size=100"]\n')
     assert cli("ingest", sample_copy)[0] == 0

@@ -57,8 +57,9 @@ def metric_vs_k(report: EvalReport, metric: str) -> str:
         body.append(f'<polyline fill="none" stroke="{colour}" stroke-width="3" points="'
                     + " ".join(f"{x:.1f},{y:.1f}" for x, y in pts) + '"/>')
         body += [f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" fill="{colour}"/>' for x, y in pts]
-    return _frame(f"{metric} against k (×100)", body, _legend([s.spec for s in report.strategies]),
-                  "k (results per question)", f"{metric} ×100", 100 * top)
+    name = dict(SHOWN).get(metric, metric)
+    return _frame(f"{name} against k (×100)", body, _legend([s.spec for s in report.strategies]),
+                  "k (results per question)", f"{name} ×100", 100 * top)
 
 
 def size_histograms(report: EvalReport, bins: int = 20) -> str:
