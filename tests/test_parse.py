@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import pytest
 
@@ -195,3 +196,80 @@ def test_unstructured_eml_offline(tmp_path):
                  "The new hygrometer arrived on Tuesday. It reads two percent lower than the old one.\n")
     doc = load_document(f, f.read_bytes())
     assert "two percent lower" in doc.text
+
+
+def _pdf_without_outline(path) -> None:
+    """A report as word processors export it: a running header on every page, a big title, bold
+    section headings at a larger size, a bold run-in label at body size, body text, and a bold code
+    listing of four lines (bold text, not headings). No outline."""
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.set_auto_page_break(True, margin=20)
+    body = ("Volunteers record every packet that comes back, weigh it and note the grower. " * 6).strip()
+    sections = [("Seed returns", ["Drop-box returns", "Counter returns"]), ("Storage", ["The vault"]),
+                ("Finances", [])]
+    pdf.add_page()
+    pdf.set_font("Helvetica", "B", 22)
+    pdf.multi_cell(0, 10, "Annual Report of the Seed Library", new_x="LMARGIN", new_y="NEXT")
+    for title, subs in sections:
+        pdf.set_font("Helvetica", "B", 15)
+        pdf.multi_cell(0, 8, title, new_x="LMARGIN", new_y="NEXT")
+        for sub in subs:
+            pdf.set_font("Helvetica", "B", 11)
+            pdf.multi_cell(0, 6, sub, new_x="LMARGIN", new_y="NEXT")
+            pdf.set_font("Helvetica", "", 11)
+            pdf.multi_cell(0, 6, body, new_x="LMARGIN", new_y="NEXT")
+        if title == "Storage":
+            pdf.set_font("Courier", "B", 11)
+            for line in ("seedlog return --member 4471", "seedlog weigh --grams 3.5", "seedlog report --month 10",
+                         "seedlog close --shift evening"):
+                pdf.multi_cell(0, 6, line, new_x="LMARGIN", new_y="NEXT")
+        pdf.set_font("Helvetica", "", 11)
+        pdf.multi_cell(0, 6, body, new_x="LMARGIN", new_y="NEXT")
+        pdf.add_page()
+        pdf.set_font("Helvetica", "B", 9)
+        pdf.multi_cell(0, 5, "Larkspur Valley Seed Library - internal", new_x="LMARGIN", new_y="NEXT")  # a running header
+    pdf.output(str(path))
+
+
+def test_pdf_headings_without_an_outline_come_from_the_fonts(cli, tmp_path):
+    f = tmp_path / "report.pdf"
+    _pdf_without_outline(f)
+    code, out, err = cli("chunk", f, "-c", "structure:combine=false")
+    assert code == 0, err
+    paths = {tuple(json.loads(line)["heading_path"]) for line in out.splitlines()}
+    title = "Annual Report of the Seed Library"
+    assert (title, "Seed returns", "Drop-box returns") in paths and (title, "Seed returns", "Counter returns") in paths
+    assert (title, "Storage", "The vault") in paths and (title, "Finances") in paths
+    flat = {h for p in paths for h in p}
+    assert not any(h.startswith("seedlog") for h in flat)  # a bold listing is not four headings
+    assert "Larkspur Valley Seed Library - internal" not in flat  # nor a running header
+
+
+def test_html_without_h_tags_takes_short_bold_blocks_as_headings(cli, tmp_path):
+    f = tmp_path / "filing.html"
+    f.write_text("""<html><body>
+<p style="font-weight:bold;font-size:16pt">ANNUAL REPORT</p>
+<p style="font-weight:bold">ITEM 1. BUSINESS</p>
+<p>We sell seeds to members. Our members grow them and return seed in autumn, as the rules say.</p>
+<div><span style="font-weight:700">Competition</span></div>
+<p>Other libraries lend seeds too. <b>We are the largest.</b> That is all there is to say here.</p>
+<p><b>(Exact name as specified in its charter)</b></p>
+<div role="heading" aria-level="2">ITEM 2. PROPERTIES</div>
+<p>The vault is in the basement.</p>
+</body></html>""")
+    code, out, err = cli("chunk", f, "-c", "structure:size=32,combine=false")
+    assert code == 0, err
+    rows = [json.loads(line) for line in out.splitlines()]
+    def where(words: str) -> tuple:
+        return next(tuple(r["heading_path"]) for r in rows if words in r["text"])
+
+    assert where("We sell seeds to members") == ("ANNUAL REPORT", "ITEM 1. BUSINESS")
+    assert where("Other libraries lend seeds too") == ("ANNUAL REPORT", "Competition")
+    assert where("The vault is in the basement") == ("ANNUAL REPORT", "ITEM 2. PROPERTIES")
+    assert not any("Exact name" in h for r in rows for h in r["heading_path"])
+    with_h = tmp_path / "page.html"  # a page with <h*> keeps to them: bold paragraphs stay paragraphs
+    with_h.write_text("<h1>Guide</h1><p><b>Note</b></p><p>Seeds keep for years.</p>")
+    code, out, _ = cli("chunk", with_h, "-c", "structure:size=32,combine=false")
+    assert {tuple(json.loads(line)["heading_path"]) for line in out.splitlines()} == {("Guide",)}
