@@ -39,6 +39,9 @@ def load_config(path: Path | None) -> dict[str, Any]:
 
 
 ALIASES = {"model": "embed"}  # keys older files used: the parameter's name instead of the option's
+# top-level keys that do not reach a command whose option of that name means something else: the
+# main store (`db`) is not where `eval --corpus` and `tune` put the strategies they try
+NOT_SHARED = {("eval", "db"), ("tune", "db")}
 
 
 def option_keys(command) -> dict[str, Any]:
@@ -107,11 +110,12 @@ def default_map(config: dict[str, Any], keys: dict[str, Any]) -> dict[str, dict[
             continue
         section = config.get(cmd, {})
         section = section if isinstance(section, dict) else {}
+        shared = {k: v for k, v in config.items() if (cmd, k.replace("-", "_")) not in NOT_SHARED}
         if _is_group(sub):
-            out[cmd] = {**params(config, sub[""]), **params(section, sub[""])}
-            out[cmd].update(default_map({**config, **section}, sub))
+            out[cmd] = {**params(shared, sub[""]), **params(section, sub[""])}
+            out[cmd].update(default_map({**shared, **section}, sub))
         else:
-            out[cmd] = {**params(config, sub), **params(section, sub)}
+            out[cmd] = {**params(shared, sub), **params(section, sub)}
     return out
 
 

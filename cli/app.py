@@ -85,7 +85,7 @@ def _root(
         source = ctx.get_parameter_source(name)  # Typer's own copy of click's enum: compare by name
         if name in shared and getattr(source, "name", None) == "DEFAULT":
             given[name] = shared[name]
-    ctx.obj = {"llm": given}
+    ctx.obj = {"llm": given, "db": shared.get("db")}  # the main store named in the file (eval reads it)
 
 
 def main() -> None:

@@ -83,7 +83,8 @@ def eval_cmd(
     from chunkctl.evaluation.run import K_MIN, LOCATES, EvalOptions, evaluate
 
     if db is None:
-        db = EVAL_DB if corpus is not None else os.environ.get("CHUNKCTL_DB") or "chunkctl.duckdb"
+        main = os.environ.get("CHUNKCTL_DB") or (ctx.find_root().obj or {}).get("db") or "chunkctl.duckdb"
+        db = EVAL_DB if corpus is not None else main
 
     if locate not in LOCATES:
         fail(f"--locate must be one of {', '.join(LOCATES)}", USAGE)

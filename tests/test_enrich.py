@@ -159,7 +159,7 @@ def test_a_paragraph_taken_for_a_heading_is_not_a_title():
 
     stale = [dataclasses.replace(c, metadata={"structure": {"spec": "structure", "document": long}}) for c in chunks]
     again = enrich_chunks(doc, stale, Enrichment((parse_enricher("structure"),)), ChunkContext())
-    assert all(c.metadata["structure"]["document"] == "paper" and c.metadata["structure"]["version"] == 2
+    assert all(c.metadata["structure"]["document"] == "paper" and c.metadata["structure"]["version"] == 3
                for c in again.chunks)
 
 

@@ -387,3 +387,20 @@ def test_eval_reports_rejected_files_and_refuses_a_qa_set_that_fits_nothing(cli,
     other.write_text(json.dumps({"question": "?", "doc": "zzz.txt", "answer": "x"}) + "\n")
     code, _, err = cli("eval", "--qa", other, "--corpus", docs, "--db", tmp_path / "s.duckdb", "--mode", "bm25")
     assert code == 2 and "no question of the QA set could be placed" in err and "zzz.txt" in err
+
+
+def test_eval_with_a_corpus_keeps_out_of_the_main_store(cli, tmp_path):
+    """Without --db, the strategies eval tries go to chunkctl.eval.duckdb, not to the main store (named
+    by chunkctl.toml or CHUNKCTL_DB); without --corpus, eval reads the main store."""
+    from pathlib import Path
+
+    Path("chunkctl.toml").write_text('db = "main.duckdb"\n')
+    args = ("eval", "--qa", SAMPLE_DOCS / "qa.jsonl", "-c", "recursive:size=128", "--mode", "bm25", "-q")
+    assert cli(*args, "--corpus", SAMPLE_DOCS)[0] == 0
+    assert Path("chunkctl.eval.duckdb").exists() and not Path("main.duckdb").exists()
+    assert cli(*args, "--corpus", SAMPLE_DOCS, env={"CHUNKCTL_DB": "env.duckdb"})[0] == 0
+    assert not Path("env.duckdb").exists()
+    assert cli("ingest", SAMPLE_DOCS, "-c", "recursive:size=128", "--no-embed", "-q")[0] == 0
+    assert Path("main.duckdb").exists()
+    code, out, err = cli(*args[:-1], "--json", "-")  # no --corpus: the main store's documents
+    assert code == 0 and json.loads(out)["questions"] == 22, err

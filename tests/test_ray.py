@@ -73,7 +73,8 @@ def test_ray_engine_writes_what_the_local_engine_writes(local_ray, tmp_path):
     with Store(tmp_path / "local.duckdb") as local:
         ingest(local, [root], _options(embedder=get_embedder("minilm", "cpu"), stream_threshold=streamed))
     res = ingest_ray([root], tmp_path / "ds", _options(stream_threshold=streamed), RayOptions(files_per_task=3))
-    assert res.new == 7 and len(res.rejects) == 12 and res.embedding.chunks > 0
+    assert res.new == 7 and len(res.rejects) == 11 and res.embedding.chunks > 0
+    assert [Path(p).name for p in res.skipped] == ["archive.xyz"]  # a type nothing parses
     with Store(tmp_path / "local.duckdb", read_only=True) as local:
         ds = DatasetStore(tmp_path / "ds")
         _assert_same_store(local, ds)
@@ -134,7 +135,7 @@ def test_load_is_idempotent_and_search_reads_the_dataset_in_place(local_ray, tmp
                        "-c", "recursive:size=128", "--json", timeout=300)
     assert res.returncode == 3, res.stderr  # rejects: a partial run
     summary = json.loads(res.stdout)
-    assert summary["new"] == 7 and summary["rejected"] == 12
+    assert summary["new"] == 7 and summary["rejected"] == 11 and summary["skipped"] == 1
     q = "How long do returned seed packets stay in quarantine?"
     from_ds = run_chunkctl("search", q, "--db", "ds", "-k", "3", "--json")
     assert from_ds.returncode == 0, from_ds.stderr

@@ -294,15 +294,16 @@ def _(tmp):
     return r.code in (1, 2) and not r.traceback, r.summary()
 
 
-@case("store", "--db is a text file", "exit 1, one line")
+@case("store", "--db is a text file", "exit 2, one line, the file untouched")
 def _(tmp):
     d = docs_with_good(tmp)
     (tmp / "notes.duckdb").write_text("not a database\n" * 100)
     r = run("ingest", d, "--db", tmp / "notes.duckdb", "--no-embed", "-q")
-    return r.code == 1 and not r.traceback, r.summary()
+    untouched = (tmp / "notes.duckdb").read_text() == "not a database\n" * 100
+    return r.code == 2 and not r.traceback and "not a DuckDB file" in r.err and untouched, r.summary()
 
 
-@case("store", "store locked by another process", "exit 1, one line")
+@case("store", "store locked by another process", "exit 1, one line naming the PID")
 def _(tmp):
     d = docs_with_good(tmp)
     db = tmp / "store.duckdb"
@@ -311,7 +312,8 @@ def _(tmp):
     try:
         holder.stdout.readline()
         r = run("ingest", d, "--db", db, "--no-embed", "-q")
-        return r.code == 1 and not r.traceback and "lock" in r.err.lower(), r.summary()
+        return (r.code == 1 and not r.traceback and f"store busy: PID {holder.pid}" in r.err
+                and "--wait" in r.err), r.summary()
     finally:
         holder.kill()
         holder.wait()
