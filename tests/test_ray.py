@@ -146,7 +146,7 @@ def test_load_is_idempotent_and_search_reads_the_dataset_in_place(local_ray, tmp
     again = run_chunkctl("load", "ds", "--db", "l.duckdb", "--json")
     assert json.loads(again.stdout) == {"documents": 0, "deleted": 0, "runs": 0, "chunks": 0}
     assert store_rows(tmp_path / "l.duckdb", "SELECT count(*), sum(hash(chunk_id)) FROM chunks") == before
-    assert store_rows(tmp_path / "l.duckdb", "SELECT count(*) FROM rejects") == [(12,)]
+    assert store_rows(tmp_path / "l.duckdb", "SELECT count(*) FROM rejects") == [(11,)]
     from_db = run_chunkctl("search", q, "--db", "l.duckdb", "-k", "3", "--json")
     assert [h["chunk_id"] for h in json.loads(from_db.stdout)] == [h["chunk_id"] for h in json.loads(from_ds.stdout)]
     evals = [run_chunkctl("eval", "--qa", SAMPLE_DOCS / "qa.jsonl", "--db", db, "-c", "recursive:size=128",
