@@ -143,7 +143,9 @@ def test_streamed_file_failing_midway_leaves_no_partial_chunks_and_reruns(tmp_pa
     src.mkdir()
     (src / "long.txt").write_text("".join(f"Line {i} about seed jars and humidity.\n\n" for i in range(90_000)))
     options = pipeline.IngestOptions([parse_spec("recursive:size=64")], stream_threshold=1 << 20)
-    real = pipeline.chunk_all
+    import chunkctl.bigdocs as bigdocs
+
+    real = bigdocs.chunk_all
     calls = {"n": 0}
 
     def failing(doc, chunkers, ctx, base=0, first_seq=None):
@@ -152,13 +154,13 @@ def test_streamed_file_failing_midway_leaves_no_partial_chunks_and_reruns(tmp_pa
             raise pipeline.RejectError("chunk", "injected failure in block 3")
         return real(doc, chunkers, ctx, base=base, first_seq=first_seq)
 
-    monkeypatch.setattr(pipeline, "chunk_all", failing)
+    monkeypatch.setattr(bigdocs, "chunk_all", failing)
     with Store(tmp_path / "s.duckdb") as store:
         res = pipeline.ingest(store, [src], options)
         assert [r.reason for r in res.rejects] == ["injected failure in block 3"]
         assert store.query("SELECT count(*) FROM chunks") == [(0,)]
         assert store.query("SELECT count(*) FROM document_strategies") == [(0,)]
-        monkeypatch.setattr(pipeline, "chunk_all", real)
+        monkeypatch.setattr(bigdocs, "chunk_all", real)
         res = pipeline.ingest(store, [src], options)
         assert not res.rejects and res.unchanged == 1 and sum(res.chunks.values()) > 0  # the same bytes, completed
         (text,), = store.query("SELECT text FROM documents")
