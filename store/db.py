@@ -126,6 +126,7 @@ class Store:
                  command: str | None = None):
         self.path = str(path)
         self.read_only = read_only
+        self.command, self.started = command, time.time()
         if read_only and not Path(self.path).exists():
             raise FileNotFoundError(f"no store at {self.path}")
         memory = self.path == ":memory:"
@@ -141,7 +142,7 @@ class Store:
             self.con.close()
             raise
         if not read_only and not memory:
-            lock.write_note(self.path, command)
+            lock.write_note(self.path, command, self.started)
         if not read_only:
             self.migrate()
         self._knock_check = 0.0
@@ -182,6 +183,7 @@ class Store:
         while lock.knocking(self.path) and time.monotonic() < until:
             time.sleep(0.05)
         self.con = self._open(wait=24 * 3600)  # readers hold it briefly; this run must get it back
+        lock.write_note(self.path, self.command, self.started)  # a command let in that writes replaced the note
 
     def close(self) -> None:
         self.con.close()

@@ -43,10 +43,10 @@ def is_lock_error(err: BaseException) -> bool:
     return "Could not set lock on file" in str(err) or "Conflicting lock" in str(err)
 
 
-def write_note(db: str, command: str | None) -> None:
+def write_note(db: str, command: str | None, started: float) -> None:
     try:
         _beside(db, "writer").write_text(json.dumps({"pid": os.getpid(), "command": command or "",
-                                                     "started": time.time()}))
+                                                     "started": started}))
     except OSError:
         pass  # a note is a courtesy; a store in a read-only folder is refused by DuckDB anyway
 
