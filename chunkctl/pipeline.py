@@ -234,8 +234,8 @@ def ingest(store: Store, paths: Sequence[str | Path], options: IngestOptions, co
     files = progress.Step("ingest")  # replaced by the open step below
 
     def report(path: str, status: str) -> None:
-        files.advance(status != "pruned", f"{res.new} new, {res.updated} updated, {res.unchanged} unchanged, "
-                                          f"{len(res.rejects)} rejected  {Path(path).name}")
+        counts = f"{res.new} new, {res.updated} updated, {res.unchanged} unchanged, {len(res.rejects)} rejected"
+        files.advance(0 if status == "pruned" else 1, f"{counts}  {Path(path).name}")
         on_file and on_file(path, status, total)
 
     def settle(item: Found, work: Callable[[], Any]) -> Any:

@@ -69,6 +69,11 @@ class _Collector:
         for i, (cid, t) in enumerate(rows):
             self.rows.append(("embeddings", cid, t, ids[i] if ids else None, None))
 
+    def abandon(self) -> None:
+        """Ctrl-C: nothing runs here (the actors embed); what was collected is dropped with the task."""
+
+    result = None  # EmbedStage's counts: the actors report theirs
+
     def finish(self):
         """What EmbedStage.finish embeds from the store: chunks still without a vector of the model
         (embedded from their own text: a QChunker completion, an enriched prefix, a streamed document)
