@@ -35,7 +35,7 @@ demo: install
 test: install
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 # LangChain's SemanticChunker lives in langchain-experimental, which needs langchain-community for
 # one cosine helper; with their dependencies they would pull SQLAlchemy, aiohttp and more.
