@@ -355,8 +355,9 @@ def snippet(text: str, query: str, width: int = 240) -> str:
     if start:
         start = flat.find(" ", start) + 1 or start
     end = min(len(flat), start + width)
-    if end < len(flat):
-        end = flat.rfind(" ", start, end) if flat.rfind(" ", start, end) > start else end
+    space = flat.rfind(" ", start, end)
+    if end < len(flat) and space > start:
+        end = space
     return ("…" if start else "") + flat[start:end] + ("…" if end < len(flat) else "")
 
 
